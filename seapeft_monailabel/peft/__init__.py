@@ -1,0 +1,23 @@
+"""Parameter-efficient units on MONAI networks: families, manifests, injection, gates, costs, merge."""
+
+from .adalora import AdaLoRAUnit, allocate_ranks, budget_schedule
+from .adapter import AdapterUnit
+from .adaptformer import AdaptFormerUnit
+from .base import PeftUnit, WeightDeltaUnit
+from .bitfit import BitFitUnit
+from .block import BlockUnit
+from .families import FAMILIES, create_unit, family_class
+from .host import UnitHost
+from .lora import LoRAUnit
+from .manifest import Manifest, SiteSpec, load_manifest, manifest_from_dict, shipped_manifests
+from .registry import UnitRegistry, load_merged_state_dict
+from .salt import SALTUnit
+from .site import SiteGeometry, describe_site
+from .ssf import SSFUnit
+
+__all__ = [
+    "AdaLoRAUnit", "AdapterUnit", "AdaptFormerUnit", "BitFitUnit", "BlockUnit", "FAMILIES", "LoRAUnit", "Manifest",
+    "PeftUnit", "SALTUnit", "SSFUnit", "SiteGeometry", "SiteSpec", "UnitHost", "UnitRegistry", "WeightDeltaUnit",
+    "allocate_ranks", "budget_schedule", "create_unit", "describe_site", "family_class", "load_manifest", "load_merged_state_dict",
+    "manifest_from_dict", "shipped_manifests",
+]

@@ -1,0 +1,266 @@
+"""Contract of every unit family on a small real network (see seapeft_monailabel.peft.base)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seapeft_monailabel.peft import UnitRegistry, load_merged_state_dict, manifest_from_dict
+
+# (site, family, level, sibling level of the same group or None); every kind of site is covered.
+CASES = [
+    ("lin", "lora", "r2", "r4"),
+    ("conv", "lora", "r2", "r4"),
+    ("up", "lora", "r2", "r4"),
+    ("lin", "adalora", "r2", "r3"),
+    ("conv", "adalora", "r2", "r3"),
+    ("lin", "salt", "r1", "r2"),
+    ("conv", "salt", "r1", "r2"),
+    ("up", "salt", "r1", "r2"),
+    ("conv", "bitfit", "full", None),
+    ("lin", "bitfit", "full", None),
+    ("ln", "ssf", "full", None),
+    ("norm", "ssf", "full", None),
+    ("conv", "ssf", "full", None),
+    ("mlp", "adaptformer", "b2", "b4"),
+    ("mlp", "adapter", "b2", "b4"),
+    ("up", "block", "full", None),
+]
+IDS = [f"{s}-{f}" for s, f, _, _ in CASES]
+MERGEABLE = {"lora", "adalora", "salt", "bitfit", "ssf", "block"}
+
+
+def _manifest():
+    sites: dict[str, dict[str, list[str]]] = {}
+    for site, family, level, sibling in CASES:
+        levels = sites.setdefault(site, {}).setdefault(family, [])
+        for lv in (level, sibling):
+            if lv is not None and lv not in levels:
+                levels.append(lv)
+    return manifest_from_dict({"name": "toy", "sites": [{"pattern": s, "families": f} for s, f in sites.items()]})
+
+
+def _registry(net):
+    return UnitRegistry(net, _manifest(), head_names=["head"])
+
+
+def _x(seed=1):
+    return torch.randn(2, 2, 4, 4, 4, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def _perturb(registry, names, seed=3):
+    gen = torch.Generator().manual_seed(seed)
+    for name in names:
+        for p in registry.unit(name).trainable_parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=gen))
+
+
+def _name(site, family, level):
+    return f"{site}:{family}:{level}"
+
+
+def _assert_same(a, b, family):
+    if family == "salt":  # the delta goes through an SVD: exact zero, but merged sums may differ in rounding
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    else:
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("site,family,level,sibling", CASES, ids=IDS)
+def test_fresh_unit_has_no_effect(toy_net, site, family, level, sibling):
+    net = toy_net()
+    registry = _registry(net)
+    with torch.no_grad():  # the frozen backbone is the reference (frozen and trainable weights may pick other kernels)
+        reference = net(_x())
+    registry.enable_only([_name(site, family, level)])
+    with torch.no_grad():
+        out = net(_x())
+    _assert_same(out, reference, family)
+
+
+@pytest.mark.parametrize("site,family,level,sibling", CASES, ids=IDS)
+def test_cost_counts_trainable_tensors(toy_net, site, family, level, sibling):
+    registry = _registry(toy_net())
+    unit = registry.unit(_name(site, family, level))
+    assert unit.cost == sum(p.numel() for p in unit.trainable_parameters()) > 0
+    registry.enable_only([unit.name])
+    head = sum(p.numel() for p in registry.head_parameters())
+    assert sum(p.numel() for p in registry.trainable_parameters()) == head + unit.cost
+    trainable = {id(p) for p in registry.network.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in registry.trainable_parameters()}
+
+
+def test_costs_match_formulas(toy_net):
+    registry = _registry(toy_net())
+    cost = registry.costs()
+    assert cost["lin:lora:r2"] == 2 * (6 + 6)
+    assert cost["conv:lora:r4"] == 4 * (4 + 2 * 27)
+    assert cost["up:lora:r2"] == 2 * (4 + 6 * 8)  # ConvTranspose3d view: (C_in, C_out * k^3)
+    assert cost["lin:adalora:r3"] == 3 * (6 + 6 + 1)
+    assert cost["conv:bitfit:full"] == 4
+    assert cost["ln:ssf:full"] == 2 * 6
+    assert cost["norm:ssf:full"] == 2 * 4
+    assert cost["mlp:adaptformer:b4"] == 4 * 6 + 4 + 6 * 4 + 6
+    up_block = sum(p.numel() for p in toy_net().up.parameters())
+    assert cost["up:block:full"] == up_block
+    # SALT on conv: k = min(4, 54) = 4 singular values, top r = 1, residual rank rL = 2
+    assert cost["conv:salt:r2"] == 2 * 1 + 2 * 2 * (4 - 1)
+
+
+@pytest.mark.parametrize("site,family,level,sibling", CASES, ids=IDS)
+def test_gradients_reach_only_units_that_are_on(toy_net, site, family, level, sibling):
+    registry = _registry(toy_net())
+    name = _name(site, family, level)
+    _perturb(registry, registry.units)  # every unit has a non-trivial function, so gradients can flow anywhere
+    registry.enable_only([name])
+    registry.network(_x()).square().mean().backward()
+    grads = [p.grad for p in registry.unit(name).trainable_parameters()]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    for other, unit in registry.units.items():
+        if other == name:
+            continue
+        assert all(p.grad is None for p in unit.trainable_parameters()), other
+
+
+@pytest.mark.parametrize("site,family,level,sibling", [c for c in CASES if c[3]], ids=[i for c, i in zip(CASES, IDS) if c[3]])
+def test_switching_a_sibling_leaves_the_unit_alone(toy_net, site, family, level, sibling):
+    registry = _registry(toy_net())
+    name, other = _name(site, family, level), _name(site, family, sibling)
+    _perturb(registry, [name, other])
+    registry.enable_only([name])
+    with torch.no_grad():
+        alone = registry.network(_x())
+    state = {k: v.clone() for k, v in registry.unit(name).adapter_state().items()}
+    registry.enable_only([name, other])
+    with torch.no_grad():
+        both = registry.network(_x())
+    registry.set_enabled(other, False)
+    with torch.no_grad():
+        after = registry.network(_x())
+    assert registry.unit(name).enabled
+    assert not torch.equal(both, alone)
+    assert torch.equal(after, alone)
+    for key, value in registry.unit(name).adapter_state().items():
+        assert torch.equal(value, state[key])
+
+
+def test_switching_any_unit_leaves_every_other_contribution(toy_net):
+    registry = _registry(toy_net())
+    every = [_name(s, f, lv) for s, f, lv, _ in CASES]
+    _perturb(registry, every)
+    for name in every:
+        rest = [n for n in every if n != name]
+        registry.enable_only(rest)
+        with torch.no_grad():
+            without = registry.network(_x())
+        registry.enable_only(every)
+        registry.set_enabled(name, False)
+        with torch.no_grad():
+            toggled = registry.network(_x())
+        assert torch.equal(toggled, without), name
+        assert sorted(registry.enabled_names()) == sorted(rest)
+
+
+@pytest.mark.parametrize("site,family,level,sibling", [c for c in CASES if c[1] in MERGEABLE],
+                         ids=[i for c, i in zip(CASES, IDS) if c[1] in MERGEABLE])
+def test_merged_equals_unmerged(toy_net, site, family, level, sibling):
+    registry = _registry(toy_net())
+    name = _name(site, family, level)
+    _perturb(registry, [name])
+    registry.enable_only([name])
+    with torch.no_grad():
+        unmerged = registry.network(_x())
+    merged, remaining = registry.merged_network()
+    assert remaining == []
+    with torch.no_grad():
+        out = merged(_x())
+    torch.testing.assert_close(out, unmerged, rtol=1e-5, atol=1e-5)
+    plain = toy_net()
+    load_merged_state_dict(plain, merged.state_dict())  # a plain network loads the merged weights, strictly
+    with torch.no_grad():
+        torch.testing.assert_close(plain(_x()), unmerged, rtol=1e-5, atol=1e-5)
+
+
+def test_merge_keeps_unmergeable_units(toy_net):
+    registry = _registry(toy_net())
+    names = ["lin:lora:r2", "mlp:adaptformer:b2"]
+    _perturb(registry, names)
+    registry.enable_only(names)
+    with torch.no_grad():
+        unmerged = registry.network(_x())
+    merged, remaining = registry.merged_network()
+    assert remaining == ["mlp:adaptformer:b2"]
+    with torch.no_grad():
+        torch.testing.assert_close(merged(_x()), unmerged, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("site,family,level,sibling", CASES, ids=IDS)
+def test_adapter_state_round_trips(toy_net, tmp_path, site, family, level, sibling):
+    registry = _registry(toy_net())
+    name = _name(site, family, level)
+    _perturb(registry, [name])
+    with torch.no_grad():
+        registry.head_parameters()[0].add_(0.5)
+    registry.enable_only([name])
+    with torch.no_grad():
+        expected = registry.network(_x())
+    torch.save(registry.adapter_state_dict(), tmp_path / "adapters.pt")
+    fresh = _registry(toy_net())
+    fresh.load_adapter_state_dict(torch.load(tmp_path / "adapters.pt", weights_only=True))
+    assert fresh.enabled_names() == [name]
+    with torch.no_grad():
+        assert torch.equal(fresh.network(_x()), expected)
+
+
+@pytest.mark.parametrize("site,family,small,large", [c for c in CASES if c[3]], ids=[i for c, i in zip(CASES, IDS) if c[3]])
+def test_rank_change_warm_starts_from_the_smaller_level(toy_net, site, family, small, large):
+    registry = _registry(toy_net())
+    small_name, large_name = _name(site, family, small), _name(site, family, large)
+    _perturb(registry, [small_name, large_name])
+    registry.enable_only([small_name])
+    with torch.no_grad():
+        expected = registry.network(_x())
+    registry.unit(large_name).warm_start_from(registry.unit(small_name))
+    registry.enable_only([large_name])
+    with torch.no_grad():
+        torch.testing.assert_close(registry.network(_x()), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_block_unit_restores_pretrained_values_when_off(toy_net):
+    registry = _registry(toy_net())
+    with torch.no_grad():
+        reference = registry.network(_x())
+    name = "up:block:full"
+    registry.enable_only([name])
+    _perturb(registry, [name])
+    with torch.no_grad():
+        trained = registry.network(_x())
+    registry.set_enabled(name, False)
+    with torch.no_grad():
+        assert torch.equal(registry.network(_x()), reference)
+    registry.set_enabled(name, True)
+    with torch.no_grad():
+        assert torch.equal(registry.network(_x()), trained)
+
+
+def test_adalora_importance_prunes_triplets(toy_net):
+    from seapeft_monailabel.peft import allocate_ranks, budget_schedule
+
+    registry = _registry(toy_net())
+    names = ["lin:adalora:r3", "conv:adalora:r3"]
+    _perturb(registry, names)
+    registry.enable_only(names)
+    units = [registry.unit(n) for n in names]
+    for step in range(3):
+        loss = registry.network(_x(step)).square().mean() + 0.1 * registry.regularization()
+        loss.backward()
+        for unit in units:
+            unit.update_importance()
+        registry.network.zero_grad()
+    assert all(u.triplet_scores().abs().sum() > 0 for u in units)
+    ranks = allocate_ranks(units, budget=4)
+    assert sum(ranks.values()) == 4
+    assert all(torch.all(u.lora_E[u.rank_mask == 0] == 0) for u in units)
+    assert budget_schedule(0, 100, 6, 4, warmup=10) == 6 and budget_schedule(100, 100, 6, 4) == 4
+    assert registry.regularization().item() > 0
