@@ -8,8 +8,14 @@
 
 from .factory import NETWORK_NAMES, NetworkSpec, build_network, count_parameters, head_module_names, spatial_multiple
 from .weights import LoadReport, WeightLoadError, load_pretrained, read_state_dict
+from .base_model import MODEL_FORMAT, BaseModel, load_base_model, read_model_header, save_model_file
 
 __all__ = [
+    "BaseModel",
+    "MODEL_FORMAT",
+    "save_model_file",
+    "load_base_model",
+    "read_model_header",
     "NETWORK_NAMES",
     "LoadReport",
     "NetworkSpec",

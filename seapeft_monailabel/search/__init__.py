@@ -1,21 +1,20 @@
-"""Decision logic of the SEA-PEFT search loop (pure Python + numpy, no torch)."""
+"""SEA-PEFT: search, audit, allocate. Pure decision logic, the network-side loop, and the entry points."""
 
 from .allocator import Allocation, Allocator
+from .baselines import FIXED_METHODS, method_manifest, random_units
+from .config import PRESETS, SearchConfig, preset
 from .controller import Transition, UnitController, UnitLike, UnitState
+from .engine import RunResult, resolve_device, run_fixed, run_search, split_support, validate_datalist
 from .estimator import UtilityEstimator
+from .outputs import load_merged_model
 from .probes import ProbeProposer
+from .report import draw_report
 from .sampler import AuditSampler
 from .stopping import StopRule
 
 __all__ = [
-    "Allocation",
-    "Allocator",
-    "AuditSampler",
-    "ProbeProposer",
-    "StopRule",
-    "Transition",
-    "UnitController",
-    "UnitLike",
-    "UnitState",
-    "UtilityEstimator",
+    "Allocation", "Allocator", "AuditSampler", "FIXED_METHODS", "PRESETS", "ProbeProposer", "RunResult",
+    "SearchConfig", "StopRule", "Transition", "UnitController", "UnitLike", "UnitState", "UtilityEstimator",
+    "draw_report", "load_merged_model", "method_manifest", "preset", "random_units", "resolve_device", "run_fixed",
+    "run_search", "split_support", "validate_datalist",
 ]

@@ -1,0 +1,62 @@
+"""The ``seapeft`` command line. Each verb lives in its own module under ``commands/``.
+
+Errors a user can fix (bad paths, bad volumes, bad weights, bad settings) end the command with one
+clear line on stderr and exit status 2; Ctrl-C exits with 130 and leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+
+#: verb -> module under seapeft_monailabel.commands (each has ``add_arguments(parser)`` and ``run(args)``)
+COMMANDS = {
+    "generate": "generate",
+    "library": "library",
+    "search": "search",
+    "finetune": "finetune",
+}
+
+
+class UserError(Exception):
+    """A problem with the user's input, reported as one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seapeft", description="SEA-PEFT few-shot adaptation of 3D segmentation models")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log details and show library warnings")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for verb, module_name in COMMANDS.items():
+        module = importlib.import_module(f"seapeft_monailabel.commands.{module_name}")
+        doc = (module.__doc__ or "").strip().splitlines()[0]
+        command = sub.add_parser(verb, help=doc, description=module.__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        warnings.filterwarnings("ignore")
+        logging.getLogger("monai").setLevel(logging.ERROR)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("seapeft: interrupted; no partial output was left behind", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, FileNotFoundError, KeyError, TypeError) as err:
+        if args.verbose:
+            raise
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        print(f"seapeft {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

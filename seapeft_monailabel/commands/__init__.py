@@ -1,0 +1,1 @@
+"""One module per ``seapeft`` verb; see :mod:`seapeft_monailabel.cli`."""

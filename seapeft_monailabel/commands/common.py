@@ -1,0 +1,127 @@
+"""Arguments and loading shared by the training verbs (search, finetune)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..data.datastore import image_path, label_path, list_ids
+from ..models import NetworkSpec, build_network, head_module_names, load_base_model, load_pretrained
+from ..search import preset
+
+
+def add_data_arguments(parser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--images", help="folder of NIfTI images (a MONAI Label datastore: labels in <images>/labels/final)")
+    data.add_argument("--labels", help="folder of label NIfTI files named as the images (default <images>/labels/final)")
+    data.add_argument("--datalist", help='JSON list of {"image": ..., "label": ...} (instead of --images)')
+    data.add_argument("--shots", type=int, help="use k labelled volumes for training plus one for the audits (default: all)")
+
+
+def add_model_arguments(parser) -> None:
+    model = parser.add_argument_group("model")
+    model.add_argument("--weights", required=True, help="base model file (seapeft model.pt, a state dict, or a MONAI bundle)")
+    model.add_argument("--network", choices=["swinunetr", "unet"], help="network, when --weights is a plain state dict")
+    model.add_argument("--feature-size", type=int, default=12, help="SwinUNETR feature size for plain state dicts")
+    model.add_argument("--label-names", help='JSON {"background": 0, "liver": 1, ...} of the task (default: the file\'s)')
+
+
+def add_run_arguments(parser) -> None:
+    run = parser.add_argument_group("run")
+    run.add_argument("--out", required=True, help="output folder (config.yaml, adapters.pt, model.pt, events.jsonl, report.png)")
+    run.add_argument("--preset", default="cpu", choices=["cpu", "gpu", "tiny"], help="settings preset (default cpu)")
+    run.add_argument("--budget-fraction", type=float, help="parameter budget as a fraction of the backbone (default 0.005)")
+    run.add_argument("--steps", type=int, help="search steps (fixed methods: the same steps, then the refine steps)")
+    run.add_argument("--refine-steps", type=int, help="refine steps")
+    run.add_argument("--patch", type=int, nargs="+", help="patch size (one value or three)")
+    run.add_argument("--seed", type=int, help="seed (data split, patches, initialisation)")
+    run.add_argument("--device", help="cpu, cuda, cuda:1 or auto (default)")
+    run.add_argument("--bf16", action="store_true", help="bfloat16 autocast (GPU)")
+    run.add_argument("--time-limit", type=float, help="stop the search after this many seconds")
+
+
+def datalist_from_args(args) -> list[dict]:
+    """Labelled volumes from ``--datalist`` or ``--images``/``--labels``, optionally ``--shots + 1`` of them."""
+    if args.datalist:
+        path = Path(args.datalist)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: datalist not found")
+        try:
+            items = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "image" in i for i in items):
+            raise ValueError(f'{path}: expected a JSON list of {{"image": ..., "label": ...}}')
+        base = path.parent
+        items = [{k: str(base / v) if not Path(v).is_absolute() else v for k, v in i.items()} for i in items]
+    elif args.images:
+        root = Path(args.images)
+        if not root.is_dir():
+            raise FileNotFoundError(f"{root}: image folder not found")
+        labels = Path(args.labels) if args.labels else root / "labels" / "final"
+        items = [{"image": str(image_path(root, sid)), "label": str(labels / f"{sid}.nii.gz")}
+                 for sid in list_ids(root) if (labels / f"{sid}.nii.gz").is_file()]
+        if not items:
+            raise ValueError(f"{root}: no image has a label in {labels}")
+    else:
+        raise ValueError("give --images (a datastore folder) or --datalist")
+    items = [i for i in items if i.get("label")]
+    if args.shots is not None:
+        if args.shots < 1 or args.shots + 1 > len(items):
+            raise ValueError(f"--shots {args.shots} needs {args.shots + 1} labelled volumes; there are {len(items)}")
+        items = random.Random(args.seed or 0).sample(items, args.shots + 1)
+    return items
+
+
+def config_from_args(args):
+    """The preset, with the command line's changes."""
+    changes = {}
+    for arg, key in (("budget_fraction", "budget_fraction"), ("steps", "max_steps"), ("refine_steps", "refine_steps"),
+                     ("seed", "seed"), ("device", "device"), ("time_limit", "time_limit_s")):
+        if getattr(args, arg) is not None:
+            changes[key] = getattr(args, arg)
+    if args.patch:
+        if len(args.patch) not in (1, 3):
+            raise ValueError("--patch takes one value or three")
+        changes["patch_size"] = tuple(args.patch * 3 if len(args.patch) == 1 else args.patch)
+    if args.bf16:
+        changes["bf16"] = True
+    return preset(args.preset, **changes)
+
+
+def model_from_args(args):
+    """(network, spec, head names, labels) from ``--weights`` and friends."""
+    labels = json.loads(args.label_names) if args.label_names else None
+    if args.network:
+        if labels is None:
+            raise ValueError("--label-names is required with --network (a plain state dict has no label names)")
+        spec = NetworkSpec(name=args.network, out_channels=len(labels), feature_size=args.feature_size)
+        network = build_network(spec)
+        heads = head_module_names(spec, network)
+        load_pretrained(network, args.weights, head_names=heads)
+        return network, spec, heads, labels
+    base = load_base_model(args.weights, labels)
+    return base.network, base.spec, base.head_names, base.labels
+
+
+class ProgressBar:
+    """A tqdm bar per stage, driven by the engine's progress callback."""
+
+    def __init__(self):
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, step: int, total: int, info: dict) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="step", dynamic_ncols=True)
+        bar.update(step - bar.n)
+        bar.set_postfix({k: (round(v, 4) if isinstance(v, float) else v) for k, v in info.items()}, refresh=False)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()

@@ -1,0 +1,212 @@
+"""The one entry point the app and the command line call: SEA-PEFT search, or a fixed baseline.
+
+``run_search`` and ``run_fixed`` take a datalist of labelled volumes, a network with its pretrained
+weights loaded, and a :class:`SearchConfig`; they train, write the run's files into ``out_dir``
+(atomically, see :mod:`.outputs`) and return a :class:`RunResult`.
+
+Data split: the labelled volumes are shuffled with the config's seed; with ``k + 1`` volumes, ``k``
+form the support set and the last one is held out as the audit set (its patches decide the search);
+the refine stage then trains on all ``k + 1``. With one volume, support and audit share it.
+A fixed baseline trains on all labelled volumes for the same number of steps (search + refine).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..data.datastore import load_volume_pair
+from ..models import NetworkSpec
+from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule, load_manifest
+from .baselines import method_manifest, random_units
+from .config import SearchConfig
+from .episode import Progress, SearchEpisode, train_steps
+from .events import EventLog
+from .outputs import save_merged_model, staged_output, write_yaml
+from .patches import PatchStream
+from .report import draw_report
+from .trainer import UnitTrainer
+
+
+@dataclass
+class RunResult:
+    """What a run chose, measured and wrote."""
+
+    method: str
+    chosen: list[str]
+    cost: int
+    budget: int
+    backbone_parameters: int
+    shots: int
+    selection_dice: float | None
+    head_only_dice: float | None
+    stop_reason: str
+    steps: int
+    seconds: float
+    out_dir: str
+    unit_costs: dict[str, int] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def validate_datalist(datalist: Sequence[dict], labels: dict[str, int]) -> list[dict]:
+    """Check every item once (3D, shapes agree, label not empty, known label values); clear errors name the file."""
+    items = [dict(i) for i in datalist if i.get("label")]
+    if not items:
+        raise ValueError("no labelled volume: label at least one image (labels/final) before training")
+    for item in items:
+        load_volume_pair(item["image"], item["label"], label_names=labels)
+    return items
+
+
+def split_support(items: Sequence[dict], seed: int) -> tuple[list[dict], dict]:
+    """Shuffle with ``seed``; the last volume is the audit volume, the rest the support set."""
+    order = list(items)
+    random.Random(seed).shuffle(order)
+    if len(order) == 1:
+        return order, order[0]
+    return order[:-1], order[-1]
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _write_outputs(staging: Path, registry: UnitRegistry, chosen: list[str], spec: NetworkSpec, labels: dict,
+                   events: EventLog, summary: dict) -> dict[str, str]:
+    torch.save(registry.adapter_state_dict(chosen), staging / "adapters.pt")
+    unmerged = save_merged_model(staging / "model.pt", registry, chosen, spec, labels)
+    events.close()
+    draw_report(events.events, staging / "report.png", title=f"{summary['method']}: {len(chosen)} units, "
+                f"{summary['cost']} / {summary['budget']} parameters")
+    summary["unmerged_units"] = unmerged
+    write_yaml(staging / "config.yaml", summary)
+    return {name: name for name in ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")}
+
+
+def _summary(method: str, registry: UnitRegistry, chosen: list[str], budget: int, spec: NetworkSpec, labels: dict,
+             config: SearchConfig, shots: int, extra: dict) -> dict:
+    return {
+        "method": method,
+        "network": spec.to_dict(),
+        "manifest": registry.manifest.name,
+        "labels": dict(labels),
+        "shots": shots,
+        "backbone_parameters": registry.backbone_parameters,
+        "budget": budget,
+        "budget_fraction": config.budget_fraction,
+        "cost": sum(registry.unit(n).cost for n in chosen),
+        "units": [{"name": n, "family": registry.unit(n).family, "site": registry.unit(n).site,
+                   "level": registry.unit(n).level, "cost": registry.unit(n).cost} for n in chosen],
+        **extra,
+        "config": config.to_dict(),
+    }
+
+
+def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpec, head_names: list[str],
+               labels: dict[str, int], config: SearchConfig, out_dir: str | Path,
+               manifest: Manifest | str | None = None, progress: Progress | None = None) -> RunResult:
+    """SEA-PEFT: search, audit, allocate, select and refine; write the outputs; return the result."""
+    started = time.monotonic()
+    items = validate_datalist(datalist, labels)
+    _seed(config.seed)
+    device = resolve_device(config.device)
+    network.to(device)
+    registry = UnitRegistry(network, manifest if manifest is not None else load_manifest(spec.name), head_names)
+    support, audit_item = split_support(items, config.seed)
+    with staged_output(out_dir) as staging:
+        events = EventLog(staging / "events.jsonl")
+        try:
+            episode = SearchEpisode(registry, support, audit_item, config, n_classes=len(labels), shots=len(support),
+                                    events=events, device=device, progress=progress, refine_data=items)
+            outcome = episode.run()
+            extra = {"selection_dice": outcome.selection_dice, "head_only_dice": outcome.head_only_dice,
+                     "stop_reason": outcome.stop_reason, "search_steps": outcome.search_steps,
+                     "refine_steps": outcome.refine_steps, "seconds": round(time.monotonic() - started, 1),
+                     "audit_volume": audit_item["image"], "support": [i["image"] for i in support],
+                     "candidates": [{"source": c.source, "dice": c.dice, "cost": c.cost, "units": list(c.units)}
+                                    for c in outcome.candidates]}
+            summary = _summary("sea-peft", registry, outcome.chosen, episode.budget, spec, labels, config,
+                               len(support), extra)
+            files = _write_outputs(staging, registry, outcome.chosen, spec, labels, events, summary)
+        finally:
+            events.close()
+    return RunResult("sea-peft", outcome.chosen, summary["cost"], episode.budget, registry.backbone_parameters,
+                     len(support), outcome.selection_dice, outcome.head_only_dice, outcome.stop_reason,
+                     outcome.search_steps + outcome.refine_steps, time.monotonic() - started, str(out_dir),
+                     {n: registry.unit(n).cost for n in outcome.chosen}, files)
+
+
+def _adalora_hook(trainer: UnitTrainer, units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int], None]:
+    initial = sum(u.level_value for u in units)
+
+    def hook(step: int) -> None:
+        for unit in units:
+            unit.update_importance()
+        if step % 10 == 0:
+            allocate_ranks(units, budget_schedule(step, total_steps, initial, initial // 2,
+                                                  warmup=total_steps // 10, final=total_steps // 5))
+    return hook
+
+
+def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec: NetworkSpec, head_names: list[str],
+              labels: dict[str, int], config: SearchConfig, out_dir: str | Path, target_cost: int | None = None,
+              progress: Progress | None = None) -> RunResult:
+    """A fixed unit set (``head``, ``full``, ``bitfit``, ``ssf``, ``lora``, ``adaptformer``, ``salt``, ``adalora``,
+    ``decoder``, or ``random`` of ``target_cost``) trained on all labelled volumes for search + refine steps."""
+    started = time.monotonic()
+    items = validate_datalist(datalist, labels)
+    _seed(config.seed)
+    device = resolve_device(config.device)
+    network.to(device)
+    if method == "random":
+        if target_cost is None:
+            raise ValueError("method 'random' needs target_cost (the cost of the set it is compared with)")
+        registry = UnitRegistry(network, load_manifest(spec.name), head_names)
+        chosen = random_units(registry, target_cost, config.seed)
+    else:
+        registry = UnitRegistry(network, method_manifest(method, spec.name), head_names)
+        chosen = list(registry.units)
+    registry.enable_only(chosen)
+    budget = config.resolve_budget(registry.backbone_parameters)
+    steps = config.max_steps + config.refine_steps
+    trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay, config.orthogonality_weight,
+                          device=device, bf16=config.bf16)
+    adalora = [u for u in (registry.unit(n) for n in chosen) if isinstance(u, AdaLoRAUnit)]
+    if adalora:
+        trainer.after_backward.append(_adalora_hook(trainer, adalora, steps))
+    stream = iter(PatchStream(items, config.patch_size, config.patches_per_step, config.seed, config.spacing))
+    with staged_output(out_dir) as staging:
+        events = EventLog(staging / "events.jsonl")
+        try:
+            # the same schedule as SEA-PEFT: warm-up and constant rate for the search steps, then the
+            # refine stage's cosine decay with early stopping
+            done = train_steps(trainer, stream, config.max_steps, events, method, progress, decay=False)
+            done += train_steps(trainer, stream, config.refine_steps, events, method, progress, offset=done,
+                                patience=config.refine_patience)
+            extra = {"steps": done, "seconds": round(time.monotonic() - started, 1)}
+            summary = _summary(method, registry, chosen, budget, spec, labels, config, len(items), extra)
+            files = _write_outputs(staging, registry, chosen, spec, labels, events, summary)
+        finally:
+            events.close()
+    return RunResult(method, chosen, summary["cost"], budget, registry.backbone_parameters, len(items), None, None,
+                     "step_limit", done, time.monotonic() - started, str(out_dir),
+                     {n: registry.unit(n).cost for n in chosen}, files)

@@ -1,0 +1,246 @@
+"""One SEA-PEFT episode: warm start, saliency prior, then search / audit / allocate until the stop rule,
+final selection among candidate sets, and the refine stage.
+
+The decision objects (estimator, controller, allocator, sampler, proposer, stop rule) are pure logic;
+this loop is the only place where they meet the network: it applies the controller's transitions to
+the registry's gates, warm-starts rank changes, resets the optimiser state of units that turn on,
+and feeds audit measurements of trained units to the estimator.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+
+from ..peft import UnitRegistry
+from .allocator import Allocator
+from .audit import Auditor
+from .config import SearchConfig
+from .controller import Transition, UnitController
+from .estimator import UtilityEstimator
+from .events import EventLog
+from .patches import PatchStream, audit_patches
+from .probes import ProbeProposer
+from .saliency import saliency_prior
+from .sampler import AuditSampler
+from .stopping import StopRule
+from .trainer import UnitTrainer
+
+Progress = Callable[[str, int, int, dict], None]
+
+
+@dataclass
+class Candidate:
+    """A unit set considered at the final selection."""
+
+    source: str
+    units: tuple[str, ...]
+    cost: int
+    dice: float | None = None
+
+
+@dataclass
+class EpisodeOutcome:
+    """What the episode decided and measured."""
+
+    chosen: list[str]
+    selection_dice: float
+    head_only_dice: float
+    candidates: list[Candidate]
+    stop_reason: str
+    search_steps: int
+    refine_steps: int
+    prior: dict[str, float] = field(default_factory=dict)
+
+
+def train_steps(trainer: UnitTrainer, stream, steps: int, events: EventLog, stage: str,
+                progress: Progress | None, offset: int = 0, decay: bool = True, patience: int | None = None) -> int:
+    """Train up to ``steps`` steps; returns the steps run.
+
+    With ``decay`` the learning rate follows a cosine to zero over the stage; with ``patience`` the stage
+    stops early once the smoothed loss (EMA 0.9) has not improved for that many steps.
+    """
+    if decay:
+        trainer.start_decay(steps)
+    best, since_best, smoothed = float("inf"), 0, None
+    done = 0
+    for image, label in islice(stream, steps):
+        loss = trainer.step(image, label)
+        done += 1
+        smoothed = loss if smoothed is None else 0.9 * smoothed + 0.1 * loss
+        events.write("train", stage=stage, step=offset + done, loss=loss, lr=trainer.current_lr())
+        if progress:
+            progress(stage, done, steps, {"loss": loss})
+        if smoothed < best - 1e-4:
+            best, since_best = smoothed, 0
+        else:
+            since_best += 1
+            if patience is not None and since_best >= patience:
+                break
+    return done
+
+
+class SearchEpisode:
+    """Runs the loop of ``../shared/design/SEA_PEFT.md`` on one support set and one audit volume."""
+
+    def __init__(self, registry: UnitRegistry, support: Sequence[dict], audit_item: dict, config: SearchConfig,
+                 n_classes: int, shots: int, events: EventLog, device, progress: Progress | None = None,
+                 refine_data: Sequence[dict] | None = None, auditor: Auditor | None = None):
+        self.registry = registry
+        self.config = config
+        self.events = events
+        self.progress = progress
+        self.device = device
+        self.shots = shots
+        self.support = list(support)
+        self.refine_data = list(refine_data) if refine_data is not None else self.support + [audit_item]
+        self.budget = config.resolve_budget(registry.backbone_parameters)
+        if auditor is None:
+            images, labels = audit_patches(audit_item, config.patch_size, config.audit_patches, n_classes, config.seed,
+                                           config.spacing)
+            auditor = Auditor(registry, images, labels, device=device)
+        self.auditor = auditor
+        self.trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay,
+                                   config.orthogonality_weight, device=device, bf16=config.bf16)
+        units = list(registry)
+        allowance = max(int(config.probe_fraction * self.budget), 1)
+        largest_fit = [u.cost for u in units if u.cost <= self.budget]
+        if not largest_fit:
+            raise ValueError(f"budget {self.budget} is smaller than every unit of manifest '{registry.manifest.name}'")
+        self.units = [u for u in units if u.cost <= self.budget]
+        self.controller = UnitController(self.units, self.budget, allowance, v_active=config.votes,
+                                         v_probation=config.probation_votes, guard=config.guard)
+        self.estimator = UtilityEstimator(beta=config.beta_for(shots), window=config.window, lam=config.robust_lambda)
+        self.allocator = Allocator(self.units, self.budget, beta_unc=config.uncertainty_bonus,
+                                   hysteresis=config.hysteresis)
+        self.sampler = AuditSampler([u.name for u in self.units], fraction=config.audit_fraction,
+                                    horizon=config.debt_horizon)
+        self.proposer = ProbeProposer(self.units, allowance, beta_unc=config.uncertainty_bonus)
+        self.stop = StopRule(config.max_steps, patience=config.stop_patience, time_limit_s=config.time_limit_s)
+        self.trained: set[str] = set()
+        self.prior: dict[str, float] = {}
+        self.history: list[tuple[int, tuple[str, ...]]] = []
+
+    # ----------------------------------------------------------------- helpers
+    def _apply(self, transitions: list[Transition], step: int) -> None:
+        for t in transitions:
+            if t.to_state.on and not t.from_state.on:
+                if t.warm_start_from is not None:
+                    self.registry.unit(t.unit).warm_start_from(self.registry.unit(t.warm_start_from))
+                self.trainer.forget([t.unit])
+                self.trained.add(t.unit)
+            self.events.write("transition", step=step, unit=t.unit, source=t.from_state.value, target=t.to_state.value,
+                              reason=t.reason, warm_start_from=t.warm_start_from)
+        self.registry.enable_only(self.controller.on_units())
+
+    def _cost(self, names) -> int:
+        return sum(self.registry.unit(n).cost for n in names)
+
+    # ----------------------------------------------------------------- stages
+    def _warm_start(self, stream) -> dict[str, float]:
+        self.registry.enable_only([])
+        for i, (image, label) in enumerate(islice(stream, self.config.warmup_steps), 1):
+            loss = self.trainer.step(image, label)
+            self.events.write("train", stage="warmup", step=i, loss=loss, lr=self.trainer.current_lr())
+        batches = list(islice(stream, self.config.saliency_batches))
+        prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device)
+        self.events.write("prior", values={u.name: prior[u.name] for u in self.units})
+        return prior
+
+    def _audit(self, step: int) -> None:
+        on = self.controller.on_units()
+        selected = self.sampler.sample(on, self.estimator.uncertainties(), self.trained)
+        measured = [n for n in selected if n in self.trained]  # a never-trained unit is exactly zero: nothing to learn
+        baseline, deltas = self.auditor.audit(measured, on)
+        samples = {}
+        for name, delta in deltas.items():
+            utility = self.estimator.update(name, delta, self.registry.unit(name).cost)
+            samples[name] = {"delta": delta, "utility": utility, "robust": self.estimator.robust(name),
+                             "uncertainty": self.estimator.uncertainty(name)}
+        self.sampler.record(selected)
+        self.events.write("audit", step=step, baseline_dice=baseline, on=on, units=samples,
+                          selected=len(selected), measured=len(measured))
+        self.events.write("coverage", step=step, **self.sampler.coverage())
+
+    def _allocate(self, step: int) -> str | None:
+        result = self.allocator.allocate(self.estimator.robust_scores(), self.estimator.uncertainties(),
+                                         self.controller.states(), self.controller.guards())
+        self._apply(self.controller.apply(result.desired, result.order), step)
+        active = tuple(self.controller.active_units())
+        self.history.append((step, active))
+        assert self.controller.active_cost() <= self.budget, "controller exceeded the budget"
+        self.events.write("allocation", step=step, desired=sorted(result.desired), active=list(active),
+                          probation=self.controller.probation_units(), active_cost=self.controller.active_cost(),
+                          desired_cost=result.cost, budget=self.budget)
+        pending = bool(self.controller.probation_units()) or bool(self.proposer.unexplored(self.trained))
+        self.stop.observe_allocation(self.controller.on_units(), pending)
+        return self.stop.check(step)
+
+    def _probe(self, step: int) -> None:
+        names = self.proposer.propose(self.controller.states(), self.controller.guards(), self.trained,
+                                      self.estimator.robust_scores(), self.estimator.uncertainties(), self.prior)
+        made = self.controller.probe(names)
+        self.proposer.record(t.unit for t in made if t.reason == "probe")
+        self._apply(made, step)
+
+    def _select(self) -> list[Candidate]:
+        seen: set[tuple[str, ...]] = set()
+        candidates = []
+        for step, units in reversed(self.history):
+            if units not in seen and len(candidates) < self.config.history:
+                seen.add(units)
+                candidates.append(Candidate(f"allocation@{step}", units, self._cost(units)))
+        free = self.allocator.solve_guard_free(self.estimator.robust_scores(), self.estimator.uncertainties(),
+                                               on=self.controller.on_units())
+        units = tuple(sorted(free.desired))
+        if units not in seen:
+            candidates.append(Candidate("guard-free", units, self._cost(units)))
+        if () not in seen and not any(c.units == () for c in candidates):
+            candidates.append(Candidate("head-only", (), 0))
+        for c in candidates:
+            c.dice = self.auditor.dice(c.units)
+        candidates.sort(key=lambda c: (-c.dice, c.cost, c.units))
+        self.events.write("selection", candidates=[c.__dict__ for c in candidates])
+        return candidates
+
+    # ----------------------------------------------------------------- run
+    def run(self) -> EpisodeOutcome:
+        cfg = self.config
+        stream = iter(PatchStream(self.support, cfg.patch_size, cfg.patches_per_step, cfg.seed, cfg.spacing))
+        started = time.monotonic()
+        self.prior = self._warm_start(stream)
+        head_only = self.auditor.dice([])
+        reason, step = "step_limit", 0
+        for step in range(1, cfg.max_steps + 1):
+            image, label = next(stream)
+            loss = self.trainer.step(image, label)
+            self.events.write("train", stage="search", step=step, loss=loss, lr=self.trainer.current_lr(),
+                              on_cost=self.registry.enabled_cost())
+            if step % cfg.probe_every == 0:
+                self._probe(step)
+            if step % cfg.audit_every == 0:
+                self._audit(step)
+            stop = self._allocate(step) if step % cfg.allocate_every == 0 else self.stop.check(step)
+            if self.progress:
+                self.progress("search", step, cfg.max_steps, {"loss": loss, "active": len(self.controller.active_units())})
+            if stop is not None:
+                reason = stop
+                break
+        candidates = self._select()
+        winner = candidates[0]
+        self.registry.enable_only(winner.units)
+        if cfg.reinit_refine:
+            for name in winner.units:
+                self.registry.unit(name).reset_parameters()
+        self.trainer.forget(winner.units)
+        refine_stream = iter(PatchStream(self.refine_data, cfg.patch_size, cfg.patches_per_step, cfg.seed + 1,
+                                         cfg.spacing))
+        refined = train_steps(self.trainer, refine_stream, cfg.refine_steps, self.events, "refine", self.progress,
+                              offset=step, patience=cfg.refine_patience)
+        self.events.write("done", stop_reason=reason, search_steps=step, refine_steps=refined,
+                          seconds=time.monotonic() - started, chosen=list(winner.units), cost=winner.cost,
+                          budget=self.budget, selection_dice=winner.dice, head_only_dice=head_only)
+        return EpisodeOutcome(list(winner.units), winner.dice, head_only, candidates, reason, step, refined, self.prior)
+

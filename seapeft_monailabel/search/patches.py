@@ -1,0 +1,63 @@
+"""Patches for the loop: a never-ending stream of fresh random training patches, and the fixed audit set."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from monai.data import CacheDataset, DataLoader, list_data_collate
+from monai.transforms import Compose, EnsureTyped, RandCropByLabelClassesd, SpatialPadd
+
+from ..data.transforms import deterministic_transforms, train_transforms
+
+
+def _plain(tensor: torch.Tensor) -> torch.Tensor:
+    """A MONAI MetaTensor as a plain tensor (the loop needs no metadata)."""
+    return tensor.as_tensor() if hasattr(tensor, "as_tensor") else tensor
+
+
+class PatchStream:
+    """Fresh random patches every step (half of them centred on foreground), never a replay.
+
+    Only the deterministic preprocessing (load, orient, intensity) is cached; the crops and the
+    intensity augmentation are drawn anew at every step. Yields ``(image, label)`` batches of
+    ``patches_per_step`` patches from one volume: ``(P, 1, *patch)`` float32 and ``(P, 1, *patch)``.
+    """
+
+    def __init__(self, datalist: Sequence[dict], patch_size: Sequence[int], patches_per_step: int, seed: int,
+                 spacing: Sequence[float] | None = None):
+        if not datalist:
+            raise ValueError("no labelled volumes to train on")
+        chain = train_transforms(patch_size, spacing=spacing, num_samples=patches_per_step, seed=seed)
+        self.dataset = CacheDataset(list(datalist), chain, progress=False, num_workers=0)
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            loader = DataLoader(self.dataset, batch_size=1, shuffle=True, num_workers=0, generator=self.generator,
+                                collate_fn=list_data_collate)
+            for batch in loader:
+                yield _plain(batch["image"]), _plain(batch["label"])
+
+
+def audit_patches(item: dict, patch_size: Sequence[int], n_patches: int, n_classes: int, seed: int,
+                  spacing: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed audit set: ``n_patches`` patches of the held-out volume, each centred on a foreground class.
+
+    Classes take turns as patch centres, so every structure is audited. Returns images and labels
+    ``(n_patches, 1, *patch_size)``.
+    """
+    chain = Compose(deterministic_transforms(spacing) + [
+        SpatialPadd(keys=["image", "label"], spatial_size=tuple(patch_size)),
+        RandCropByLabelClassesd(keys=["image", "label"], label_key="label", spatial_size=tuple(patch_size),
+                                num_classes=n_classes, ratios=[0] + [1] * (n_classes - 1), num_samples=n_patches,
+                                warn=False),
+        EnsureTyped(keys=["image", "label"], dtype=torch.float32, track_meta=False),
+    ])
+    chain.set_random_state(seed=seed)
+    patches = chain(dict(item))
+    images = torch.stack([p["image"] for p in patches])
+    labels = torch.stack([p["label"] for p in patches])
+    if labels.max() < 1:
+        raise ValueError(f"{item.get('label')}: the audit volume's label holds no foreground")
+    return images, labels

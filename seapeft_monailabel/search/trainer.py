@@ -1,0 +1,87 @@
+"""One optimiser over the head and every unit of the library, trained through the registry's gates.
+
+Units that are off have no gradient, so AdamW leaves them (and their moments) alone. When a unit
+turns on, its optimiser state is dropped: a unit coming back starts with fresh moments instead of
+stale ones from a different active set (reference defect 10). Every unit follows the same learning
+rate whenever it was switched on: a linear warm-up over the first steps of the run, constant during
+the search, cosine decay during the refine stage.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from monai.losses import DiceCELoss
+
+from ..peft import UnitRegistry
+
+
+class UnitTrainer:
+    """Trains what the registry says is trainable.
+
+    Args:
+        registry: the network's units (gates decide what trains).
+        lr: base learning rate (AdamW, weight decay ``weight_decay``).
+        warmup_steps: steps of linear warm-up from ``lr / 20``.
+        orthogonality_weight: weight of the units' regularisers (AdaLoRA's orthogonality penalty).
+        device: where the network lives.
+        bf16: autocast the forward pass to bfloat16.
+    """
+
+    def __init__(self, registry: UnitRegistry, lr: float, warmup_steps: int = 0, weight_decay: float = 0.0,
+                 orthogonality_weight: float = 0.1, device: torch.device | str = "cpu", bf16: bool = False):
+        self.registry = registry
+        self.device = torch.device(device)
+        self.bf16 = bf16
+        self.base_lr = lr
+        self.warmup_steps = warmup_steps
+        self.orthogonality_weight = orthogonality_weight
+        params = {id(p): p for p in registry.head_parameters()}
+        for unit in registry:
+            params.update({id(p): p for p in unit.trainable_parameters()})
+        self.optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+        self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+        self.step_count = 0
+        self._decay: tuple[int, int] | None = None
+        self.after_backward: list = []  # callables(step) run while the gradients exist (AdaLoRA's importance)
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Drop the optimiser state of the named units (call when they turn on)."""
+        for name in names:
+            for p in self.registry.unit(name).trainable_parameters():
+                self.optimizer.state.pop(p, None)
+
+    def start_decay(self, steps: int) -> None:
+        """From now on, decay the learning rate to zero over ``steps`` steps (cosine)."""
+        self._decay = (self.step_count, max(1, steps))
+
+    def current_lr(self) -> float:
+        if self._decay is not None:
+            start, length = self._decay
+            progress = min(1.0, (self.step_count - start) / length)
+            return self.base_lr * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.step_count < self.warmup_steps:
+            return self.base_lr * (0.05 + 0.95 * self.step_count / self.warmup_steps)
+        return self.base_lr
+
+    def step(self, image: torch.Tensor, label: torch.Tensor) -> float:
+        """One optimiser step on a batch ``(P, 1, *patch)``; returns the loss."""
+        network = self.registry.network
+        network.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.current_lr()
+        image, label = image.to(self.device), label.to(self.device)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = network(image)
+        loss = self.loss_fn(logits.float(), label)
+        penalty = self.registry.regularization()
+        total = loss if penalty is None else loss + self.orthogonality_weight * penalty
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        for hook in self.after_backward:
+            hook(self.step_count)
+        self.optimizer.step()
+        self.step_count += 1
+        return float(loss.detach())
