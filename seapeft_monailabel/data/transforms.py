@@ -26,6 +26,7 @@ from monai.transforms import (
     Compose,
     EnsureChannelFirstd,
     EnsureTyped,
+    FgBgToIndicesd,
     LoadImaged,
     Orientationd,
     RandCropByPosNegLabeld,
@@ -83,8 +84,10 @@ def train_transforms(patch_size: Sequence[int], spacing: Optional[Sequence[float
     keys = ["image", "label"]
     chain = deterministic_transforms(spacing, with_label=True) + [
         SpatialPadd(keys=keys, spatial_size=patch),
+        # foreground/background voxel indices are deterministic: computed once and cached with the volume
+        FgBgToIndicesd(keys="label", fg_postfix="_fg", bg_postfix="_bg"),
         RandCropByPosNegLabeld(keys=keys, label_key="label", spatial_size=patch, pos=pos, neg=neg,
-                               num_samples=num_samples),
+                               num_samples=num_samples, fg_indices_key="label_fg", bg_indices_key="label_bg"),
     ]
     if augment:
         chain += [RandScaleIntensityd(keys="image", factors=0.1, prob=0.3),

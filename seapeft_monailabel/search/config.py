@@ -45,6 +45,7 @@ class SearchConfig:
     debt_horizon: int = 6
     probe_fraction: float = 0.25
     history: int = 5
+    selection_tolerance: float = 0.001
     stop_patience: int = 4
     time_limit_s: float | None = None
     seed: int = 0
@@ -99,7 +100,7 @@ PRESETS: dict[str, SearchConfig] = {
                         refine_steps=400, patch_size=(96, 96, 96), patches_per_step=4, audit_patches=8, bf16=True),
     # Tests: seconds.
     "tiny": SearchConfig(max_steps=24, warmup_steps=2, probe_every=2, audit_every=2, allocate_every=4,
-                         refine_steps=4, refine_patience=100, patch_size=(32, 32, 32), patches_per_step=1,
+                         refine_steps=4, refine_patience=100, patch_size=(16, 16, 16), patches_per_step=1,
                          audit_patches=2, saliency_batches=1),
 }
 

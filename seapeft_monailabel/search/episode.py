@@ -201,7 +201,12 @@ class SearchEpisode:
             candidates.append(Candidate("head-only", (), 0))
         for c in candidates:
             c.dice = self.auditor.dice(c.units)
-        candidates.sort(key=lambda c: (-c.dice, c.cost, c.units))
+        # rank by Dice, then by fewer parameters; Dice within the tolerance of the best counts as a tie,
+        # since differences that small on a few audit patches are noise, not evidence
+        best = max(c.dice for c in candidates)
+        tolerance = self.config.selection_tolerance
+        candidates.sort(key=lambda c: (c.dice < best - tolerance, c.cost if c.dice >= best - tolerance else 0,
+                                       -c.dice, c.units))
         self.events.write("selection", candidates=[c.__dict__ for c in candidates])
         return candidates
 

@@ -29,15 +29,22 @@ class PatchStream:
         if not datalist:
             raise ValueError("no labelled volumes to train on")
         chain = train_transforms(patch_size, spacing=spacing, num_samples=patches_per_step, seed=seed)
-        self.dataset = CacheDataset(list(datalist), chain, progress=False, num_workers=0)
-        self.generator = torch.Generator().manual_seed(seed)
+        # copy_cache=False: the random part only reads the cached volume (crops are new tensors), so the
+        # per-step deep copy of the whole volume and its foreground indices is not needed
+        self.dataset = CacheDataset(list(datalist), chain, progress=False, num_workers=0, copy_cache=False)
+        self.seed = seed
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        epoch = 0
         while True:
-            loader = DataLoader(self.dataset, batch_size=1, shuffle=True, num_workers=0, generator=self.generator,
+            # a new generator per epoch: MONAI's DataLoader re-seeds the transforms from the generator and then
+            # resets it to its initial seed, so one shared generator would replay the same crops every epoch
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+            loader = DataLoader(self.dataset, batch_size=1, shuffle=True, num_workers=0, generator=generator,
                                 collate_fn=list_data_collate)
             for batch in loader:
                 yield _plain(batch["image"]), _plain(batch["label"])
+            epoch += 1
 
 
 def audit_patches(item: dict, patch_size: Sequence[int], n_patches: int, n_classes: int, seed: int,

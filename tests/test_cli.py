@@ -1,0 +1,112 @@
+"""The seapeft command line end to end, as a user runs it (real console script, subprocesses)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from seapeft_monailabel.models import NetworkSpec, build_network, head_module_names, save_model_file
+from seapeft_monailabel.peft import UnitRegistry
+from seapeft_monailabel.search import load_merged_model
+
+SEAPEFT = str(Path(sys.executable).with_name("seapeft"))
+LABELS = {"background": 0, "liver": 1, "gallbladder": 2}
+SPEC = NetworkSpec(name="unet", out_channels=3, channels=(8, 16, 32), strides=(2, 2))
+
+
+def _run(*args, timeout=600):
+    return subprocess.run([SEAPEFT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    done = _run("generate", "--site", "target", "--count", 3, "--unlabelled", 0, "--seed", 7, "--out", root / "data")
+    assert done.returncode == 0, done.stderr
+    torch.manual_seed(0)
+    save_model_file(root / "base.pt", build_network(SPEC).state_dict(), SPEC, LABELS)
+    return root
+
+
+def test_search_writes_every_output(workspace):
+    out = workspace / "search"
+    done = _run("search", "--images", workspace / "data", "--weights", workspace / "base.pt", "--out", out,
+                "--preset", "tiny")
+    assert done.returncode == 0, done.stderr
+    assert "SEA-PEFT chose" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["adapters.pt", "config.yaml", "events.jsonl", "model.pt", "report.png"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["method"] == "sea-peft" and config["labels"] == LABELS
+    assert config["cost"] == sum(u["cost"] for u in config["units"]) <= config["budget"]
+    assert 0.0 <= config["selection_dice"] <= 1.0
+    # the merged model and the adapters reproduce the same network
+    merged, meta = load_merged_model(out / "model.pt")
+    network = build_network(SPEC)
+    network.load_state_dict(torch.load(workspace / "base.pt")["state_dict"])
+    registry = UnitRegistry(network, "unet", head_module_names(SPEC, network))
+    registry.load_adapter_state_dict(torch.load(out / "adapters.pt"))
+    assert sorted(registry.enabled_names()) == sorted(u["name"] for u in config["units"])
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(merged(x), network.eval()(x), rtol=1e-4, atol=1e-5)
+
+
+def test_finetune_runs_a_baseline(workspace):
+    out = workspace / "lora"
+    done = _run("finetune", "--method", "lora", "--images", workspace / "data", "--weights", workspace / "base.pt",
+                "--out", out, "--preset", "tiny", "--steps", 4, "--refine-steps", 2)
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["method"] == "lora" and config["units"] and all(u["family"] == "lora" for u in config["units"])
+
+
+def _one_error_line(done, *fragments):
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_input_gets_one_clear_line(workspace, tmp_path):
+    common = ["--out", tmp_path / "out", "--preset", "tiny"]
+    _one_error_line(_run("search", "--images", tmp_path / "missing", "--weights", workspace / "base.pt", *common),
+                    "missing", "not found")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    _one_error_line(_run("search", "--images", workspace / "data", "--weights", corrupt, *common), "corrupt.pt")
+    # a label whose grid differs from its image
+    bad = tmp_path / "bad"
+    (bad / "labels" / "final").mkdir(parents=True)
+    image = nib.load(workspace / "data" / "target_000.nii.gz")
+    nib.save(image, bad / "target_000.nii.gz")
+    nib.save(nib.Nifti1Image(np.ones((8, 8, 8), np.uint8), image.affine), bad / "labels" / "final" / "target_000.nii.gz")
+    _one_error_line(_run("search", "--images", bad, "--weights", workspace / "base.pt", *common),
+                    "target_000.nii.gz", "differs from image shape")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_ctrl_c_leaves_no_half_written_output(workspace, tmp_path):
+    out = tmp_path / "interrupted"
+    process = subprocess.Popen([SEAPEFT, "search", "--images", str(workspace / "data"), "--weights",
+                                str(workspace / "base.pt"), "--out", str(out), "--preset", "tiny", "--steps", "5000"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not (out.exists() and any(p.name.startswith(".staging") for p in out.iterdir())):
+        time.sleep(0.2)
+    time.sleep(2)  # well inside the search: the events log is being written into the staging folder
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    assert list(out.iterdir()) == []

@@ -1,0 +1,154 @@
+"""The SEA-PEFT episode on a real (tiny) network and real patches: planted problem, prior, determinism, invariants."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from seapeft_monailabel.data.datastore import make_datalist
+from seapeft_monailabel.models import NetworkSpec, build_network, head_module_names
+from seapeft_monailabel.peft import UnitRegistry
+from seapeft_monailabel.search import preset, run_search
+from seapeft_monailabel.search.audit import Auditor
+from seapeft_monailabel.search.engine import split_support
+from seapeft_monailabel.search.episode import SearchEpisode
+from seapeft_monailabel.search.events import EventLog, read_events
+from seapeft_monailabel.search.patches import PatchStream
+
+LABELS = {"background": 0, "liver": 1, "gallbladder": 2}
+SPEC = NetworkSpec(name="unet", out_channels=3, channels=(8, 16, 32), strides=(2, 2))
+
+U1_SMALL = "model.0.conv.unit0.conv:lora:r2"  # 70 parameters, zero-initialised LoRA
+U1_LARGE = "model.0.conv.unit0.conv:lora:r4"  # 140: a better density than r2 -> rank change
+U2 = "model.0.residual:lora:r2"  # 70
+DRIFT = "model.1.submodule.2.0.adn.N:ssf:full"  # 16: the best unit until DRIFT_STEP, harmful after
+HARMFUL = "model.1.submodule.0.conv.unit0.adn.N:ssf:full"  # 32
+GAIN = {U1_SMALL: 0.02, U1_LARGE: 0.05, U2: 0.015, HARMFUL: -0.03}
+DRIFT_STEP = 100
+
+
+@pytest.fixture(scope="module")
+def datalist():
+    return make_datalist("sample-data")[:3]
+
+
+def _network(seed=0):
+    torch.manual_seed(seed)
+    return build_network(SPEC)
+
+
+class ScriptedAuditor(Auditor):
+    """Dice of a unit set = 0.5 + the planted gains of its units + small noise; the rest of the audit is the real code."""
+
+    def __init__(self, registry, clock, seed=0):
+        super().__init__(registry, torch.zeros(1), torch.zeros(1))
+        self.clock = clock
+        self.rng = np.random.default_rng(seed)
+
+    def dice(self, names):
+        gains = dict(GAIN)
+        gains[DRIFT] = 0.01 if self.clock() < DRIFT_STEP else -0.02
+        self.evaluations += 1
+        return 0.5 + sum(gains.get(n, 0.0) for n in names) + float(self.rng.normal(0, 1e-4))
+
+
+def test_planted_problem(datalist, tmp_path):
+    config = preset("tiny", max_steps=240, probe_every=1, audit_every=2, allocate_every=2, budget=240,
+                    probe_fraction=0.6, patch_size=(16, 16, 16), refine_steps=2, stop_patience=1000)
+    registry = UnitRegistry(_network(), "unet", head_module_names(SPEC, _network()))
+    support, audit_item = split_support(datalist, 0)
+    events = EventLog(tmp_path / "events.jsonl")
+    holder = {}
+    auditor = ScriptedAuditor(registry, clock=lambda: holder["episode"].trainer.step_count)
+    episode = SearchEpisode(registry, support, audit_item, config, n_classes=3, shots=len(support), events=events,
+                            device="cpu", auditor=auditor)
+    holder["episode"] = episode
+    outcome = episode.run()
+    events.close()
+    log = read_events(tmp_path / "events.jsonl")
+
+    # every unit, zero-initialised ones included, has evidence before it is ever trained
+    prior = next(e for e in log if e["event"] == "prior")["values"]
+    assert all(v > 0 for v in prior.values())
+
+    allocations = [e for e in log if e["event"] == "allocation"]
+    assert allocations and all(a["active_cost"] <= 240 and a["desired_cost"] <= 240 for a in allocations)
+    for a in allocations:  # at most one level per group on at any time
+        groups = [n.rsplit(":", 1)[0] for n in a["active"] + a["probation"]]
+        assert len(groups) == len(set(groups))
+
+    assert set(allocations[-1]["active"]) == {U1_LARGE, U2}
+    assert set(outcome.chosen) == {U1_LARGE, U2}
+    transitions = [e for e in log if e["event"] == "transition"]
+    # the drifting unit was active while useful and demoted once harmful
+    became_active = [t["step"] for t in transitions if t["unit"] == DRIFT and t["target"] == "active"]
+    demoted = [t["step"] for t in transitions if t["unit"] == DRIFT and t["source"] == "active" and t["target"] == "candidate"]
+    assert became_active and became_active[0] < DRIFT_STEP
+    assert demoted and demoted[-1] > DRIFT_STEP
+    # the harmful unit may be probed, never kept
+    assert all(HARMFUL not in a["active"] for a in allocations)
+    assert HARMFUL not in outcome.chosen
+    coverage = [e for e in log if e["event"] == "coverage"]
+    assert coverage[-1]["max_gap"] <= config.debt_horizon
+
+
+def test_episode_warm_starts_a_rank_change(datalist, tmp_path):
+    network = _network()
+    registry = UnitRegistry(network, "unet", head_module_names(SPEC, network))
+    support, audit_item = split_support(datalist, 0)
+    config = preset("tiny", patch_size=(16, 16, 16), budget=1000, probe_fraction=0.5)  # room to probe both levels
+    episode = SearchEpisode(registry, support, audit_item, config, n_classes=3,
+                            shots=len(support), events=EventLog(None), device="cpu",
+                            auditor=ScriptedAuditor(registry, clock=lambda: 0))
+    episode._apply(episode.controller.probe([U1_SMALL]), step=1)
+    with torch.no_grad():
+        registry.unit(U1_SMALL).lora_B.normal_()  # as if trained
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        expected = network(x)
+    transitions = episode.controller.probe([U1_LARGE])  # a rank-up probe replaces the smaller level
+    assert any(t.unit == U1_LARGE and t.warm_start_from == U1_SMALL for t in transitions)
+    episode._apply(transitions, step=2)
+    assert registry.enabled_names() == [U1_LARGE]
+    with torch.no_grad():
+        torch.testing.assert_close(network(x), expected, rtol=1e-5, atol=1e-6)
+
+
+def _tiny_run(datalist, out, seed=0):
+    config = preset("tiny", seed=seed)
+    network = _network(seed)
+    return run_search(datalist, network, spec=SPEC, head_names=head_module_names(SPEC, network), labels=LABELS,
+                      config=config, out_dir=out)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(datalist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    return _tiny_run(datalist, out), out
+
+
+def test_same_seed_same_result(datalist, tiny_run, tmp_path):
+    first, first_dir = tiny_run
+    second = _tiny_run(datalist, tmp_path)
+    assert first.chosen == second.chosen
+    assert first.selection_dice == second.selection_dice
+    key = "model.0.conv.unit0.conv.weight"
+    assert torch.equal(torch.load(first_dir / "model.pt")["state_dict"][key], torch.load(tmp_path / "model.pt")["state_dict"][key])
+
+
+def test_real_audits_keep_the_invariants(tiny_run):
+    result, out = tiny_run
+    log = read_events(out / "events.jsonl")
+    kinds = {e["event"] for e in log}
+    assert {"train", "prior", "audit", "allocation", "coverage", "selection", "done"} <= kinds
+    assert all(a["active_cost"] <= result.budget for a in log if a["event"] == "allocation")
+    audits = [e for e in log if e["event"] == "audit"]
+    assert audits and all(0.0 <= a["baseline_dice"] <= 1.0 for a in audits)
+    assert result.cost <= result.budget
+
+
+def test_patch_stream_draws_fresh_patches_every_epoch(datalist):
+    stream = iter(PatchStream(datalist[:2], (16, 16, 16), 1, seed=0))
+    sums = [round(float(next(stream)[0].sum()), 3) for _ in range(20)]
+    assert len(set(sums)) >= 18  # 10 epochs over 2 volumes: no epoch replays an earlier one
