@@ -29,10 +29,13 @@ def add_model_arguments(parser) -> None:
     model.add_argument("--label-names", help='JSON {"background": 0, "liver": 1, ...} of the task (default: the file\'s)')
 
 
-def add_run_arguments(parser) -> None:
+def add_run_arguments(parser, with_out: bool = True, default_preset: str = "cpu") -> None:
     run = parser.add_argument_group("run")
-    run.add_argument("--out", required=True, help="output folder (config.yaml, adapters.pt, model.pt, events.jsonl, report.png)")
-    run.add_argument("--preset", default="cpu", choices=["cpu", "gpu", "tiny"], help="settings preset (default cpu)")
+    if with_out:
+        run.add_argument("--out", required=True,
+                         help="output folder (config.yaml, adapters.pt, model.pt, events.jsonl, report.png)")
+    run.add_argument("--preset", default=default_preset, choices=["cpu", "gpu", "tiny"],
+                     help=f"settings preset (default {default_preset})")
     run.add_argument("--budget-fraction", type=float, help="parameter budget as a fraction of the backbone (default 0.005)")
     run.add_argument("--steps", type=int, help="search steps (fixed methods: the same steps, then the refine steps)")
     run.add_argument("--refine-steps", type=int, help="refine steps")

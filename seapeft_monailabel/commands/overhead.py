@@ -1,0 +1,32 @@
+"""Measure the audit overhead: one SEA-PEFT search against the same number of LoRA baseline steps.
+
+Example:  seapeft overhead --images sample-data --weights sample-data/base_model/model.pt --preset tiny
+Prints both wall times and their ratio, measured one after the other in one run.
+"""
+
+from __future__ import annotations
+
+from ..evaluate.overhead import measure_overhead
+from .common import (add_data_arguments, add_model_arguments, add_run_arguments, config_from_args, datalist_from_args,
+                     model_from_args)
+
+
+def add_arguments(parser) -> None:
+    add_data_arguments(parser)
+    add_model_arguments(parser)
+    add_run_arguments(parser, with_out=False, default_preset="tiny")
+
+
+def run(args) -> int:
+    config = config_from_args(args)
+    items = datalist_from_args(args)
+    labels = model_from_args(args)[3]
+
+    def make_model():
+        network, spec, heads, _ = model_from_args(args)
+        return network, spec, heads
+
+    result = measure_overhead(items, make_model, labels, config)
+    print(f"SEA-PEFT search: {result.search_seconds:.1f} s; LoRA baseline, same {result.steps} steps: "
+          f"{result.lora_seconds:.1f} s; audit overhead ratio {result.ratio:.2f}x")
+    return 0

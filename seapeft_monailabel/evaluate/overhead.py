@@ -1,0 +1,44 @@
+"""The audit overhead: wall time of a SEA-PEFT search against the same number of steps of the LoRA baseline."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ..search import SearchConfig, run_fixed, run_search
+
+
+@dataclass
+class Overhead:
+    """Both runs' wall times (seconds) and steps, measured one after the other in the same process."""
+
+    search_seconds: float
+    lora_seconds: float
+    steps: int
+
+    @property
+    def ratio(self) -> float:
+        return self.search_seconds / self.lora_seconds
+
+
+def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dict[str, int],
+                     config: SearchConfig) -> Overhead:
+    """Run SEA-PEFT, then LoRA for exactly the steps the search took; ``make_model()`` -> (network, spec, heads)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        network, spec, heads = make_model()
+        started = time.perf_counter()
+        search = run_search(datalist, network, spec=spec, head_names=heads, labels=labels, config=config,
+                            out_dir=f"{tmp}/search")
+        search_seconds = time.perf_counter() - started
+        events = [line for line in open(f"{tmp}/search/events.jsonl") if '"stage": "refine"' in line]
+        same = config.with_(max_steps=search.steps - len(events), refine_steps=len(events), refine_patience=10**9)
+        network, spec, heads = make_model()
+        started = time.perf_counter()
+        lora = run_fixed(datalist, network, method="lora", spec=spec, head_names=heads, labels=labels, config=same,
+                         out_dir=f"{tmp}/lora")
+        lora_seconds = time.perf_counter() - started
+    if lora.steps != search.steps:
+        raise RuntimeError(f"step counts differ: search {search.steps}, lora {lora.steps}")
+    return Overhead(search_seconds, lora_seconds, search.steps)
