@@ -18,6 +18,7 @@ COMMANDS = {
     "library": "library",
     "search": "search",
     "finetune": "finetune",
+    "overhead": "overhead",
 }
 
 
