@@ -26,6 +26,24 @@ DRIFT = "model.1.submodule.2.0.adn.N:ssf:full"  # 16: the best unit until DRIFT_
 HARMFUL = "model.1.submodule.0.conv.unit0.adn.N:ssf:full"  # 32
 GAIN = {U1_SMALL: 0.02, U1_LARGE: 0.05, U2: 0.015, HARMFUL: -0.03}
 DRIFT_STEP = 100
+AUDIT_SETS = [[], [U1_SMALL], [U1_SMALL, U2, HARMFUL]]
+
+
+def audit_registry():
+    """A tiny UNet registry whose AUDIT_SETS units are perturbed (seeded), so the sets' Dice differ."""
+    network = _network()
+    registry = UnitRegistry(network, "unet", head_module_names(SPEC, network))
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name in AUDIT_SETS[-1]:
+            for p in registry.unit(name).trainable_parameters():
+                p.add_(0.3 * torch.randn(p.shape, generator=generator))
+    return registry
+
+
+def planted_config():
+    return preset("tiny", max_steps=240, probe_every=1, audit_every=2, allocate_every=2, budget=240,
+                  probe_fraction=0.6, patch_size=(16, 16, 16), refine_steps=2, stop_patience=1000)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +60,7 @@ class ScriptedAuditor(Auditor):
     """Dice of a unit set = 0.5 + the planted gains of its units + small noise; the rest of the audit is the real code."""
 
     def __init__(self, registry, clock, seed=0):
-        super().__init__(registry, torch.zeros(1), torch.zeros(1))
+        super().__init__(registry, torch.zeros(1), torch.zeros(1), n_classes=3)
         self.clock = clock
         self.rng = np.random.default_rng(seed)
 
@@ -54,8 +72,7 @@ class ScriptedAuditor(Auditor):
 
 
 def test_planted_problem(datalist, tmp_path):
-    config = preset("tiny", max_steps=240, probe_every=1, audit_every=2, allocate_every=2, budget=240,
-                    probe_fraction=0.6, patch_size=(16, 16, 16), refine_steps=2, stop_patience=1000)
+    config = planted_config()
     registry = UnitRegistry(_network(), "unet", head_module_names(SPEC, _network()))
     support, audit_item = split_support(datalist, 0)
     events = EventLog(tmp_path / "events.jsonl")

@@ -15,20 +15,28 @@ from collections.abc import Iterable
 
 import torch
 
-from ..evaluate import soft_dice
+from ..evaluate import dice_from_sums, soft_dice_sums
 from ..peft import UnitRegistry
+from .distributed import DistContext
 
 
 class Auditor:
-    """Measures Dice of unit sets on the fixed audit patches ``(N, 1, *patch)``."""
+    """Measures Dice of unit sets on the fixed audit patches ``(N, 1, *patch)``.
 
-    def __init__(self, registry: UnitRegistry, images: torch.Tensor, labels: torch.Tensor,
-                 device: torch.device | str = "cpu", batch: int = 2):
+    Under ``torch.distributed`` each rank evaluates every ``world_size``-th patch and the soft-Dice sums
+    are added over ranks, so every rank gets the Dice of the whole audit set (the same number a single
+    process computes, up to the order of floating-point additions).
+    """
+
+    def __init__(self, registry: UnitRegistry, images: torch.Tensor, labels: torch.Tensor, n_classes: int,
+                 device: torch.device | str = "cpu", batch: int = 2, ctx: DistContext = DistContext()):
         self.registry = registry
-        self.images = images
-        self.labels = labels
+        self.images = images[ctx.rank::ctx.world_size]
+        self.labels = labels[ctx.rank::ctx.world_size]
+        self.n_classes = n_classes
         self.device = torch.device(device)
         self.batch = batch
+        self.ctx = ctx
         self.evaluations = 0
 
     @torch.no_grad()
@@ -37,14 +45,16 @@ class Auditor:
         network = self.registry.network
         was_training = network.training
         network.eval()
+        sums = torch.zeros(3, self.n_classes - 1, dtype=torch.float64)
         try:
             with self.registry.gates(names):
-                logits = torch.cat([network(self.images[i:i + self.batch].to(self.device)).float().cpu()
-                                    for i in range(0, len(self.images), self.batch)])
+                for i in range(0, len(self.images), self.batch):
+                    logits = network(self.images[i:i + self.batch].to(self.device)).float().cpu()
+                    sums += soft_dice_sums(logits, self.labels[i:i + self.batch])
         finally:
             network.train(was_training)
         self.evaluations += 1
-        return soft_dice(logits, self.labels)
+        return dice_from_sums(self.ctx.all_reduce_sum(sums))
 
     def audit(self, selected: Iterable[str], on: Iterable[str]) -> tuple[float, dict[str, float]]:
         """Baseline Dice of ``on`` and ``{unit: delta}`` for every unit in ``selected``."""

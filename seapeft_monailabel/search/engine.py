@@ -4,6 +4,8 @@
 weights loaded, and a :class:`SearchConfig`; they train, write the run's files into ``out_dir``
 (atomically, see :mod:`.outputs`) and return a :class:`RunResult`.
 
+Under ``torchrun`` the search runs data-parallel on every rank; only rank 0 writes (see :mod:`.distributed`).
+
 Data split: the labelled volumes are shuffled with the config's seed; with ``k + 1`` volumes, ``k``
 form the support set and the last one is held out as the audit set (its patches decide the search);
 the refine stage then trains on all ``k + 1``. With one volume, support and audit share it.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,7 @@ from ..models import NetworkSpec
 from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule, load_manifest
 from .baselines import method_manifest, random_units
 from .config import SearchConfig
+from .distributed import init_distributed
 from .episode import Progress, SearchEpisode, train_steps
 from .events import EventLog
 from .outputs import save_merged_model, staged_output, write_yaml
@@ -124,29 +128,36 @@ def _summary(method: str, registry: UnitRegistry, chosen: list[str], budget: int
 def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpec, head_names: list[str],
                labels: dict[str, int], config: SearchConfig, out_dir: str | Path,
                manifest: Manifest | str | None = None, progress: Progress | None = None) -> RunResult:
-    """SEA-PEFT: search, audit, allocate, select and refine; write the outputs; return the result."""
+    """SEA-PEFT: search, audit, allocate, select and refine; write the outputs; return the result.
+
+    Launched by ``torchrun`` (``WORLD_SIZE`` > 1) it runs data-parallel (see :mod:`.distributed`); every
+    rank returns the same result and only rank 0 writes.
+    """
     started = time.monotonic()
     items = validate_datalist(datalist, labels)
     _seed(config.seed)
     device = resolve_device(config.device)
+    ctx = init_distributed(device)
     network.to(device)
     registry = UnitRegistry(network, manifest if manifest is not None else load_manifest(spec.name), head_names)
     support, audit_item = split_support(items, config.seed)
-    with staged_output(out_dir) as staging:
-        events = EventLog(staging / "events.jsonl")
+    with staged_output(out_dir) if ctx.is_main else nullcontext(None) as staging:
+        events = EventLog(staging / "events.jsonl" if staging is not None else None)
         try:
             episode = SearchEpisode(registry, support, audit_item, config, n_classes=len(labels), shots=len(support),
-                                    events=events, device=device, progress=progress, refine_data=items)
+                                    events=events, device=device, progress=progress, refine_data=items, ctx=ctx)
             outcome = episode.run()
             extra = {"selection_dice": outcome.selection_dice, "head_only_dice": outcome.head_only_dice,
                      "stop_reason": outcome.stop_reason, "search_steps": outcome.search_steps,
                      "refine_steps": outcome.refine_steps, "seconds": round(time.monotonic() - started, 1),
-                     "audit_volume": audit_item["image"], "support": [i["image"] for i in support],
+                     "processes": ctx.world_size, "audit_volume": audit_item["image"],
+                     "support": [i["image"] for i in support],
                      "candidates": [{"source": c.source, "dice": c.dice, "cost": c.cost, "units": list(c.units)}
                                     for c in outcome.candidates]}
             summary = _summary("sea-peft", registry, outcome.chosen, episode.budget, spec, labels, config,
                                len(support), extra)
-            files = _write_outputs(staging, registry, outcome.chosen, spec, labels, events, summary)
+            files = _write_outputs(staging, registry, outcome.chosen, spec, labels, events, summary) \
+                if staging is not None else {}
         finally:
             events.close()
     return RunResult("sea-peft", outcome.chosen, summary["cost"], episode.budget, registry.backbone_parameters,

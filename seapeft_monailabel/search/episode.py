@@ -19,6 +19,7 @@ from .allocator import Allocator
 from .audit import Auditor
 from .config import SearchConfig
 from .controller import Transition, UnitController
+from .distributed import DistContext
 from .estimator import UtilityEstimator
 from .events import EventLog
 from .patches import PatchStream, audit_patches
@@ -56,11 +57,13 @@ class EpisodeOutcome:
 
 
 def train_steps(trainer: UnitTrainer, stream, steps: int, events: EventLog, stage: str,
-                progress: Progress | None, offset: int = 0, decay: bool = True, patience: int | None = None) -> int:
+                progress: Progress | None, offset: int = 0, decay: bool = True, patience: int | None = None,
+                ctx: DistContext = DistContext()) -> int:
     """Train up to ``steps`` steps; returns the steps run.
 
     With ``decay`` the learning rate follows a cosine to zero over the stage; with ``patience`` the stage
-    stops early once the smoothed loss (EMA 0.9) has not improved for that many steps.
+    stops early once the smoothed loss (EMA 0.9) has not improved for that many steps (under
+    ``torch.distributed``, rank 0's smoothed loss decides for every rank).
     """
     if decay:
         trainer.start_decay(steps)
@@ -77,22 +80,29 @@ def train_steps(trainer: UnitTrainer, stream, steps: int, events: EventLog, stag
             best, since_best = smoothed, 0
         else:
             since_best += 1
-            if patience is not None and since_best >= patience:
-                break
+        if patience is not None and ctx.broadcast(since_best >= patience):
+            break
     return done
 
 
 class SearchEpisode:
-    """Runs the loop of ``../shared/design/SEA_PEFT.md`` on one support set and one audit volume."""
+    """Runs the loop of ``../shared/design/SEA_PEFT.md`` on one support set and one audit volume.
+
+    Under ``torch.distributed`` (``ctx.active``) every rank runs this object; the decision objects are
+    consulted on rank 0 only and their results (probe and allocation transitions, the audit selection,
+    the candidates, the winner, the stop decision) are broadcast, so all ranks apply the same gates.
+    """
 
     def __init__(self, registry: UnitRegistry, support: Sequence[dict], audit_item: dict, config: SearchConfig,
                  n_classes: int, shots: int, events: EventLog, device, progress: Progress | None = None,
-                 refine_data: Sequence[dict] | None = None, auditor: Auditor | None = None):
+                 refine_data: Sequence[dict] | None = None, auditor: Auditor | None = None,
+                 ctx: DistContext = DistContext()):
         self.registry = registry
         self.config = config
         self.events = events
-        self.progress = progress
+        self.progress = progress if ctx.is_main else None
         self.device = device
+        self.ctx = ctx
         self.shots = shots
         self.support = list(support)
         self.refine_data = list(refine_data) if refine_data is not None else self.support + [audit_item]
@@ -100,16 +110,14 @@ class SearchEpisode:
         if auditor is None:
             images, labels = audit_patches(audit_item, config.patch_size, config.audit_patches, n_classes, config.seed,
                                            config.spacing)
-            auditor = Auditor(registry, images, labels, device=device)
+            auditor = Auditor(registry, images, labels, n_classes, device=device, ctx=ctx)
         self.auditor = auditor
         self.trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay,
-                                   config.orthogonality_weight, device=device, bf16=config.bf16)
-        units = list(registry)
+                                   config.orthogonality_weight, device=device, bf16=config.bf16, ctx=ctx)
         allowance = max(int(config.probe_fraction * self.budget), 1)
-        largest_fit = [u.cost for u in units if u.cost <= self.budget]
-        if not largest_fit:
+        self.units = [u for u in registry if u.cost <= self.budget]
+        if not self.units:
             raise ValueError(f"budget {self.budget} is smaller than every unit of manifest '{registry.manifest.name}'")
-        self.units = [u for u in units if u.cost <= self.budget]
         self.controller = UnitController(self.units, self.budget, allowance, v_active=config.votes,
                                          v_probation=config.probation_votes, guard=config.guard)
         self.estimator = UtilityEstimator(beta=config.beta_for(shots), window=config.window, lam=config.robust_lambda)
@@ -124,7 +132,12 @@ class SearchEpisode:
         self.history: list[tuple[int, tuple[str, ...]]] = []
 
     # ----------------------------------------------------------------- helpers
-    def _apply(self, transitions: list[Transition], step: int) -> None:
+    def _decide(self, decide: Callable[[], tuple]) -> tuple:
+        """Run ``decide`` on rank 0 and hand its result to every rank."""
+        return self.ctx.broadcast(decide() if self.ctx.is_main else None)
+
+    def _apply(self, transitions: list[Transition], step: int, on: list[str] | None = None) -> None:
+        """Apply transitions to the network: warm starts, fresh optimiser state, and the gates ``on``."""
         for t in transitions:
             if t.to_state.on and not t.from_state.on:
                 if t.warm_start_from is not None:
@@ -133,7 +146,7 @@ class SearchEpisode:
                 self.trained.add(t.unit)
             self.events.write("transition", step=step, unit=t.unit, source=t.from_state.value, target=t.to_state.value,
                               reason=t.reason, warm_start_from=t.warm_start_from)
-        self.registry.enable_only(self.controller.on_units())
+        self.registry.enable_only(self.controller.on_units() if on is None else on)
 
     def _cost(self, names) -> int:
         return sum(self.registry.unit(n).cost for n in names)
@@ -145,15 +158,20 @@ class SearchEpisode:
             loss = self.trainer.step(image, label)
             self.events.write("train", stage="warmup", step=i, loss=loss, lr=self.trainer.current_lr())
         batches = list(islice(stream, self.config.saliency_batches))
-        prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device)
+        prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device, self.ctx)
         self.events.write("prior", values={u.name: prior[u.name] for u in self.units})
         return prior
 
     def _audit(self, step: int) -> None:
-        on = self.controller.on_units()
-        selected = self.sampler.sample(on, self.estimator.uncertainties(), self.trained)
-        measured = [n for n in selected if n in self.trained]  # a never-trained unit is exactly zero: nothing to learn
+        def choose():
+            on = self.controller.on_units()
+            selected = self.sampler.sample(on, self.estimator.uncertainties(), self.trained)
+            return on, selected, [n for n in selected if n in self.trained]  # a never-trained unit is exactly zero
+
+        on, selected, measured = self._decide(choose)
         baseline, deltas = self.auditor.audit(measured, on)
+        if not self.ctx.is_main:
+            return
         samples = {}
         for name, delta in deltas.items():
             utility = self.estimator.update(name, delta, self.registry.unit(name).cost)
@@ -165,9 +183,15 @@ class SearchEpisode:
         self.events.write("coverage", step=step, **self.sampler.coverage())
 
     def _allocate(self, step: int) -> str | None:
-        result = self.allocator.allocate(self.estimator.robust_scores(), self.estimator.uncertainties(),
-                                         self.controller.states(), self.controller.guards())
-        self._apply(self.controller.apply(result.desired, result.order), step)
+        def decide():
+            result = self.allocator.allocate(self.estimator.robust_scores(), self.estimator.uncertainties(),
+                                             self.controller.states(), self.controller.guards())
+            return result, self.controller.apply(result.desired, result.order), self.controller.on_units()
+
+        result, transitions, on = self._decide(decide)
+        self._apply(transitions, step, on)
+        if not self.ctx.is_main:
+            return self._decide(lambda: None)
         active = tuple(self.controller.active_units())
         self.history.append((step, active))
         assert self.controller.active_cost() <= self.budget, "controller exceeded the budget"
@@ -176,16 +200,20 @@ class SearchEpisode:
                           desired_cost=result.cost, budget=self.budget)
         pending = bool(self.controller.probation_units()) or bool(self.proposer.unexplored(self.trained))
         self.stop.observe_allocation(self.controller.on_units(), pending)
-        return self.stop.check(step)
+        return self._decide(lambda: self.stop.check(step))
 
     def _probe(self, step: int) -> None:
-        names = self.proposer.propose(self.controller.states(), self.controller.guards(), self.trained,
-                                      self.estimator.robust_scores(), self.estimator.uncertainties(), self.prior)
-        made = self.controller.probe(names)
-        self.proposer.record(t.unit for t in made if t.reason == "probe")
-        self._apply(made, step)
+        def decide():
+            names = self.proposer.propose(self.controller.states(), self.controller.guards(), self.trained,
+                                          self.estimator.robust_scores(), self.estimator.uncertainties(), self.prior)
+            made = self.controller.probe(names)
+            self.proposer.record(t.unit for t in made if t.reason == "probe")
+            return made, self.controller.on_units()
 
-    def _select(self) -> list[Candidate]:
+        made, on = self._decide(decide)
+        self._apply(made, step, on)
+
+    def _candidates(self) -> list[Candidate]:
         seen: set[tuple[str, ...]] = set()
         candidates = []
         for step, units in reversed(self.history):
@@ -197,8 +225,12 @@ class SearchEpisode:
         units = tuple(sorted(free.desired))
         if units not in seen:
             candidates.append(Candidate("guard-free", units, self._cost(units)))
-        if () not in seen and not any(c.units == () for c in candidates):
+        if not any(c.units == () for c in candidates):
             candidates.append(Candidate("head-only", (), 0))
+        return candidates
+
+    def _select(self) -> list[Candidate]:
+        candidates = self._decide(self._candidates)
         for c in candidates:
             c.dice = self.auditor.dice(c.units)
         # rank by Dice, then by fewer parameters; Dice within the tolerance of the best counts as a tie,
@@ -211,9 +243,14 @@ class SearchEpisode:
         return candidates
 
     # ----------------------------------------------------------------- run
+    def _stream(self, data: Sequence[dict], seed: int):
+        """Each rank draws its own patches."""
+        cfg = self.config
+        return iter(PatchStream(data, cfg.patch_size, cfg.patches_per_step, seed + 7919 * self.ctx.rank, cfg.spacing))
+
     def run(self) -> EpisodeOutcome:
         cfg = self.config
-        stream = iter(PatchStream(self.support, cfg.patch_size, cfg.patches_per_step, cfg.seed, cfg.spacing))
+        stream = self._stream(self.support, cfg.seed)
         started = time.monotonic()
         self.prior = self._warm_start(stream)
         head_only = self.auditor.dice([])
@@ -227,7 +264,12 @@ class SearchEpisode:
                 self._probe(step)
             if step % cfg.audit_every == 0:
                 self._audit(step)
-            stop = self._allocate(step) if step % cfg.allocate_every == 0 else self.stop.check(step)
+            if step % cfg.allocate_every == 0:
+                stop = self._allocate(step)
+            elif self.ctx.active:  # ranks agree on stopping only at allocations (and at the step limit)
+                stop = "step_limit" if step >= cfg.max_steps else None
+            else:
+                stop = self.stop.check(step)
             if self.progress:
                 self.progress("search", step, cfg.max_steps, {"loss": loss, "active": len(self.controller.active_units())})
             if stop is not None:
@@ -240,12 +282,9 @@ class SearchEpisode:
             for name in winner.units:
                 self.registry.unit(name).reset_parameters()
         self.trainer.forget(winner.units)
-        refine_stream = iter(PatchStream(self.refine_data, cfg.patch_size, cfg.patches_per_step, cfg.seed + 1,
-                                         cfg.spacing))
-        refined = train_steps(self.trainer, refine_stream, cfg.refine_steps, self.events, "refine", self.progress,
-                              offset=step, patience=cfg.refine_patience)
+        refined = train_steps(self.trainer, self._stream(self.refine_data, cfg.seed + 1), cfg.refine_steps, self.events,
+                              "refine", self.progress, offset=step, patience=cfg.refine_patience, ctx=self.ctx)
         self.events.write("done", stop_reason=reason, search_steps=step, refine_steps=refined,
                           seconds=time.monotonic() - started, chosen=list(winner.units), cost=winner.cost,
                           budget=self.budget, selection_dice=winner.dice, head_only_dice=head_only)
         return EpisodeOutcome(list(winner.units), winner.dice, head_only, candidates, reason, step, refined, self.prior)
-

@@ -15,13 +15,15 @@ from collections.abc import Iterable
 import torch
 
 from ..peft import UnitRegistry
+from .distributed import DistContext
 
 
 def saliency_prior(registry: UnitRegistry, loss_fn, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-                   lr: float, device: torch.device | str = "cpu") -> dict[str, float]:
+                   lr: float, device: torch.device | str = "cpu", ctx: DistContext = DistContext()) -> dict[str, float]:
     """``{unit name: lr * ||grad||^2 / cost}`` from one accumulated backward pass over ``batches``.
 
-    The gates are restored afterwards and no weight changes.
+    The gates are restored afterwards and no weight changes. Under ``torch.distributed`` the gradients
+    are averaged over ranks first, so every rank gets the same prior.
     """
     network = registry.network
     with registry.gates(list(registry.units)):
@@ -30,6 +32,7 @@ def saliency_prior(registry: UnitRegistry, loss_fn, batches: Iterable[tuple[torc
         for image, label in batches:
             loss = loss_fn(network(image.to(device)), label.to(device))
             loss.backward()
+        ctx.average_gradients([p for u in registry.units.values() for p in u.trainable_parameters()])
         prior = {}
         for name, unit in registry.units.items():
             squared = sum(float(p.grad.pow(2).sum()) for p in unit.trainable_parameters() if p.grad is not None)

@@ -15,7 +15,10 @@ from collections.abc import Iterable
 import torch
 from monai.losses import DiceCELoss
 
+from torch.nn.parallel import DistributedDataParallel
+
 from ..peft import UnitRegistry
+from .distributed import DistContext
 
 
 class UnitTrainer:
@@ -28,11 +31,16 @@ class UnitTrainer:
         orthogonality_weight: weight of the units' regularisers (AdaLoRA's orthogonality penalty).
         device: where the network lives.
         bf16: autocast the forward pass to bfloat16.
+        ctx: under ``torch.distributed``, steps go through ``DistributedDataParallel`` over the parameters
+            trainable at the time (rebuilt when the gates change: DDP fixes its parameter set when built).
     """
 
     def __init__(self, registry: UnitRegistry, lr: float, warmup_steps: int = 0, weight_decay: float = 0.0,
-                 orthogonality_weight: float = 0.1, device: torch.device | str = "cpu", bf16: bool = False):
+                 orthogonality_weight: float = 0.1, device: torch.device | str = "cpu", bf16: bool = False,
+                 ctx: DistContext = DistContext()):
         self.registry = registry
+        self.ctx = ctx
+        self._ddp: tuple[tuple[str, ...], DistributedDataParallel] | None = None
         self.device = torch.device(device)
         self.bf16 = bf16
         self.base_lr = lr
@@ -66,9 +74,20 @@ class UnitTrainer:
             return self.base_lr * (0.05 + 0.95 * self.step_count / self.warmup_steps)
         return self.base_lr
 
+    def _model(self) -> torch.nn.Module:
+        """The network, or its DDP wrapper over what is trainable now."""
+        if not self.ctx.active:
+            return self.registry.network
+        key = tuple(self.registry.enabled_names())
+        if self._ddp is None or self._ddp[0] != key:
+            ids = [self.device.index if self.device.index is not None else torch.cuda.current_device()] \
+                if self.device.type == "cuda" else None
+            self._ddp = (key, DistributedDataParallel(self.registry.network, device_ids=ids))
+        return self._ddp[1]
+
     def step(self, image: torch.Tensor, label: torch.Tensor) -> float:
-        """One optimiser step on a batch ``(P, 1, *patch)``; returns the loss."""
-        network = self.registry.network
+        """One optimiser step on a batch ``(P, 1, *patch)``; returns the (local) loss."""
+        network = self._model()
         network.train()
         for group in self.optimizer.param_groups:
             group["lr"] = self.current_lr()
