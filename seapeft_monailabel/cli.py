@@ -19,6 +19,7 @@ COMMANDS = {
     "search": "search",
     "finetune": "finetune",
     "overhead": "overhead",
+    "explain": "explain",
 }
 
 

@@ -1,28 +1,11 @@
 """Allocator: budget never exceeded, one level per group, hysteresis, harmful units, guard-free solve."""
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
-from seapeft_monailabel.search import Allocator, UnitController, UnitState
+from seapeft_monailabel.search import Allocator, UnitController
 
-C, P, A = UnitState.CANDIDATE, UnitState.PROBATION, UnitState.ACTIVE
-
-
-@dataclass(frozen=True)
-class U:
-    name: str
-    site: str
-    family: str
-    level: str
-    group: tuple[str, str]
-    cost: int
-    level_order: int
-
-
-def unit(site: str, family: str, level: str, cost: int, order: int = 0) -> U:
-    return U(f"{site}:{family}:{level}", site, family, level, (site, family), cost, order)
+from search_units import A, C, P, U, unit
 
 
 def random_library(rng: np.random.Generator, n_groups: int) -> list[U]:

@@ -1,27 +1,10 @@
 """UnitController: votes, guards, budget, allowance, demotion and rank changes."""
 
-from dataclasses import dataclass
-
 import pytest
 
-from seapeft_monailabel.search import UnitController, UnitState
+from seapeft_monailabel.search import UnitController
 
-C, P, A = UnitState.CANDIDATE, UnitState.PROBATION, UnitState.ACTIVE
-
-
-@dataclass(frozen=True)
-class U:
-    name: str
-    site: str
-    family: str
-    level: str
-    group: tuple[str, str]
-    cost: int
-    level_order: int
-
-
-def unit(site: str, family: str, level: str, cost: int, order: int = 0) -> U:
-    return U(f"{site}:{family}:{level}", site, family, level, (site, family), cost, order)
+from search_units import A, C, P, unit
 
 
 A4, A8 = unit("a", "lora", "r4", 10, 0), unit("a", "lora", "r8", 20, 1)

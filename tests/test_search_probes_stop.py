@@ -1,27 +1,15 @@
 """ProbeProposer ordering and limits; StopRule."""
 
-from dataclasses import dataclass
-
 import pytest
 
-from seapeft_monailabel.search import ProbeProposer, StopRule, UnitState
+from seapeft_monailabel.search import ProbeProposer, StopRule
 
-C, P, A = UnitState.CANDIDATE, UnitState.PROBATION, UnitState.ACTIVE
-
-
-@dataclass(frozen=True)
-class U:
-    name: str
-    site: str
-    family: str
-    level: str
-    group: tuple[str, str]
-    cost: int
-    level_order: int
+from search_units import A, C, P, U, unit as make_unit
 
 
 def unit(site: str, family: str = "lora", level: str = "r4", cost: int = 10, order: int = 0) -> U:
-    return U(f"{site}:{family}:{level}", site, family, level, (site, family), cost, order)
+    """Probe tests mostly need LoRA r4 units of cost 10."""
+    return make_unit(site, family, level, cost, order)
 
 
 def test_order_interleaves_unmeasured_by_prior_and_overdue_measured_by_value() -> None:

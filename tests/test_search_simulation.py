@@ -7,8 +7,6 @@ budget fits only the two best-density useful units: g0:r8 (80 params, 3e-4 per p
 (40 params, 2e-4 per param).
 """
 
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 
@@ -22,20 +20,7 @@ from seapeft_monailabel.search import (
     UtilityEstimator,
 )
 
-
-@dataclass(frozen=True)
-class U:
-    name: str
-    site: str
-    family: str
-    level: str
-    group: tuple[str, str]
-    cost: int
-    level_order: int
-
-
-def unit(site: str, family: str, level: str, cost: int, order: int) -> U:
-    return U(f"{site}:{family}:{level}", site, family, level, (site, family), cost, order)
+from search_units import U, unit
 
 
 # (site, family, small level cost, true gain small, true gain large); the large level costs double
