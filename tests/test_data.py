@@ -164,6 +164,9 @@ def test_load_volume_pair_errors(tmp_path):
         datastore.load_volume_pair(tmp_path / "bad.nii.gz")
     with pytest.raises(FileNotFoundError, match="missing"):
         datastore.load_volume_pair(tmp_path / "missing.nii.gz")
+    datastore.save_nifti(tmp_path / "slice.nii.gz", ph.image[:, :, :1], ph.affine, np.int16)
+    with pytest.raises(ValueError, match=r"slice.nii.gz: shape .* is a single 2D slice, not a 3D volume"):
+        datastore.load_volume_pair(tmp_path / "slice.nii.gz")
 
 
 def test_sample_data_matches_generator(tmp_path):

@@ -169,6 +169,8 @@ def load_volume_pair(image: "str | Path", label: "str | Path | None" = None,
     data = data.astype(np.float32)
     if data.ndim != 3:
         raise ValueError(f"{image}: expected a 3D volume, got shape {data.shape}")
+    if min(data.shape) < 2:
+        raise ValueError(f"{image}: shape {data.shape} is a single 2D slice, not a 3D volume")
     spacing = tuple(float(v) for v in img.header.get_zooms()[:3])
     if label is None:
         return data, None, spacing
