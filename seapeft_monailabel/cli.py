@@ -19,7 +19,6 @@ COMMANDS = {
     "search": "search",
     "finetune": "finetune",
     "overhead": "overhead",
-    "explain": "explain",
 }
 
 
