@@ -43,7 +43,9 @@ $(STAMP): requirements.txt pyproject.toml
 		echo "Installing $(TORCH) first"; \
 		$(PY) -m pip install $(TORCH); \
 	fi
-	$(PY) -m pip install -r requirements.txt
+	@# keep the torch already installed: otherwise torchvision (pulled in by monai's extras) resolves to its
+	@# newest release, which requires the CUDA torch 2.14.1 and replaces the CPU wheel
+	$(PY) -m pip install -r requirements.txt "torch==$$($(PY) -c 'import torch; print(torch.__version__)')"
 	@touch $@
 
 test: venv
