@@ -128,6 +128,7 @@ class SearchEpisode:
         self.proposer = ProbeProposer(self.units, allowance, beta_unc=config.uncertainty_bonus)
         self.stop = StopRule(config.max_steps, patience=config.stop_patience, time_limit_s=config.time_limit_s)
         self.trained: set[str] = set()
+        self.on_since: dict[str, int] = {}
         self.prior: dict[str, float] = {}
         self.history: list[tuple[int, tuple[str, ...]]] = []
 
@@ -144,6 +145,7 @@ class SearchEpisode:
                     self.registry.unit(t.unit).warm_start_from(self.registry.unit(t.warm_start_from))
                 self.trainer.forget([t.unit])
                 self.trained.add(t.unit)
+                self.on_since[t.unit] = step
             self.events.write("transition", step=step, unit=t.unit, source=t.from_state.value, target=t.to_state.value,
                               reason=t.reason, warm_start_from=t.warm_start_from)
         self.registry.enable_only(self.controller.on_units() if on is None else on)
@@ -166,7 +168,12 @@ class SearchEpisode:
         def choose():
             on = self.controller.on_units()
             selected = self.sampler.sample(on, self.estimator.uncertainties(), self.trained)
-            return on, selected, [n for n in selected if n in self.trained]  # a never-trained unit is exactly zero
+            # a never-trained unit is exactly zero, and one switched on moments ago barely differs from zero:
+            # measuring either would feed the estimator zeros that say nothing about the unit
+            settled = max(1, self.config.audit_every // 2)
+            measured = [n for n in selected if n in self.trained
+                        and (n not in on or step - self.on_since.get(n, 0) >= settled)]
+            return on, selected, measured
 
         on, selected, measured = self._decide(choose)
         baseline, deltas = self.auditor.audit(measured, on)
