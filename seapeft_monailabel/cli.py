@@ -19,6 +19,10 @@ COMMANDS = {
     "search": "search",
     "finetune": "finetune",
     "overhead": "overhead",
+    "quantize": "quantize",
+    "pretrain": "pretrain",
+    "bench": "bench",
+    "dicom": "dicom",
 }
 
 

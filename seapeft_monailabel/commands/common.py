@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.datastore import image_path, label_path, list_ids
+from ..data.datastore import image_path, list_ids
 from ..models import NetworkSpec, build_network, head_module_names, load_base_model, load_pretrained
 from ..search import preset
 

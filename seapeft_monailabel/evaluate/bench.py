@@ -1,0 +1,247 @@
+"""The benchmark: SEA-PEFT against fixed baselines through the same training code, on held-out target volumes.
+
+For every shot count k and fold f, every method trains on the same k + 1 labelled volumes (drawn by
+seed from a pool of generated target-site volumes) with the same run settings: SEA-PEFT through
+:func:`~seapeft_monailabel.search.run_search`, each fixed baseline through
+:func:`~seapeft_monailabel.search.run_fixed` (the same trainer, patches, steps and schedule), and
+``random`` as a random unit set of the cost SEA-PEFT chose in that fold. Each run's merged model is
+then evaluated on the held-out test volumes (MONAI sliding window, Gaussian blending) per structure.
+
+Runs go to ``<out>/runs/k<k>/f<f>/<method>/`` (the run's own files plus ``record.json``); a run whose
+``record.json`` holds the same job is not repeated, so an interrupted bench resumes where it stopped.
+Several runs go at once in separate processes (``workers``), each with ``threads`` torch threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.sites import get_site
+from ..models import load_base_model, read_model_header
+from ..peft import UnitRegistry, load_manifest
+from ..search import (
+    load_merged_model,
+    method_manifest,
+    preset,
+    resolve_device,
+    run_fixed,
+    run_search,
+)
+from .bench_data import prepare_volumes, support_set
+from .bench_presets import BenchPreset
+from .bench_report import write_report
+from .machine import machine_info
+from .sliding import evaluate_volumes
+
+SEARCH = "sea-peft"
+RECORD = "record.json"
+Progress = Callable[[str, int, int, dict], None]
+
+
+def _init_worker(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _labels_order(labels: dict[str, int]) -> list[str]:
+    return [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1]) if n != "background"]
+
+
+def run_job(job: dict) -> dict:
+    """Train one method on one support set, evaluate it on the test volumes, write and return its record.
+
+    ``job``: ``method``, ``shots``, ``fold``, ``target_cost`` (random only), ``weights``, ``labels``,
+    ``run_preset``, ``run_changes``, ``device``, ``support`` and ``test`` datalists, ``out_dir``.
+    """
+    started = time.monotonic()
+    labels = job["labels"]
+    base = load_base_model(job["weights"], labels)
+    head = sum(p.numel() for name in base.head_names for p in base.network.get_submodule(name).parameters())
+    config = preset(job["run_preset"], **job["run_changes"], seed=job["fold"], device=job["device"])
+    support = [{"image": i["image"], "label": i["label"]} for i in job["support"]]
+    common = dict(spec=base.spec, head_names=base.head_names, labels=labels, config=config, out_dir=job["out_dir"])
+    if job["method"] == SEARCH:
+        result = run_search(support, base.network, **common)
+    else:
+        result = run_fixed(support, base.network, method=job["method"], target_cost=job.get("target_cost"), **common)
+    trained_s = time.monotonic() - started
+    network, _ = load_merged_model(Path(job["out_dir"]) / "model.pt")
+    device = resolve_device(job["device"])
+    volumes = evaluate_volumes(network.to(device), job["test"], config.patch_size, len(labels),
+                               spacing=config.spacing, device=device)
+    scores = np.asarray(volumes, dtype=float)
+    dice = {name: float(scores[:, i].mean()) for i, name in enumerate(_labels_order(labels))}
+    dice["mean"] = float(scores.mean())
+    record = {
+        "job": {k: job[k] for k in ("method", "shots", "fold", "target_cost")},
+        "support": [i["id"] for i in job["support"]],
+        "test": [i["id"] for i in job["test"]],
+        "units": len(result.chosen),
+        "cost": result.cost,
+        "head_parameters": head,
+        "trainable": result.cost + head,
+        "backbone_parameters": result.backbone_parameters,
+        "percent": 100.0 * result.cost / result.backbone_parameters,
+        "budget": result.budget,
+        "steps": result.steps,
+        "stop_reason": result.stop_reason,
+        "selection_dice": result.selection_dice,
+        "head_only_dice": result.head_only_dice,
+        "dice": dice,
+        "dice_volumes": volumes,
+        "train_seconds": round(trained_s, 1),
+        "seconds": round(time.monotonic() - started, 1),
+        "out_dir": job["out_dir"],
+    }
+    path = Path(job["out_dir"]) / RECORD
+    tmp = path.with_name(RECORD + ".tmp")
+    tmp.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(tmp, path)
+    return record
+
+
+def _finished(job: dict) -> dict | None:
+    """The record of a run that already finished with exactly this job, else None."""
+    path = Path(job["out_dir"]) / RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    same = record["job"] == {k: job[k] for k in ("method", "shots", "fold", "target_cost")}
+    return record if same and record["support"] == [i["id"] for i in job["support"]] else None
+
+
+def applicable_methods(methods, network_name: str) -> tuple[list[str], dict[str, str]]:
+    """The methods that apply to ``network_name`` and ``{method: why not}`` for the others."""
+    keep, skipped = [], {}
+    for method in methods:
+        if method == "random":
+            keep.append(method)
+            continue
+        try:
+            method_manifest(method, network_name)
+            keep.append(method)
+        except ValueError as err:
+            skipped[method] = str(err)
+    return keep, skipped
+
+
+def library_facts(weights: str | Path, labels: dict[str, int], budget_fraction: float) -> dict:
+    """Size of the default unit library against the budget (the budget binds when the library costs more)."""
+    base = load_base_model(weights, labels)
+    registry = UnitRegistry(base.network, load_manifest(base.spec.name), base.head_names)
+    budget = int(budget_fraction * registry.backbone_parameters)
+    return {"units": len(registry.units), "library_cost": registry.total_cost(),
+            "max_concurrent_cost": registry.max_concurrent_cost(), "budget": budget,
+            "backbone_parameters": registry.backbone_parameters}
+
+
+def _jobs(bench: BenchPreset, methods: list[str], pool: list[dict], test: list[dict], weights: str,
+          labels: dict[str, int], device: str, out: Path) -> list[dict]:
+    jobs = []
+    order = [SEARCH] + sorted((m for m in methods if m != "random"), key=lambda m: m != "full")
+    for method in order + (["random"] if "random" in methods else []):
+        for shots in bench.shots:
+            for fold in range(bench.folds):
+                jobs.append({"method": method, "shots": shots, "fold": fold, "target_cost": None,
+                             "weights": str(weights), "labels": labels, "run_preset": bench.run_preset,
+                             "run_changes": dict(bench.run_changes), "device": device,
+                             "support": support_set(pool, shots, fold, bench.data_seed), "test": test,
+                             "out_dir": str(out / "runs" / f"k{shots}" / f"f{fold}" / method)})
+    return jobs
+
+
+def _execute(jobs: list[dict], workers: int, threads: int, progress: Progress | None) -> list[dict]:
+    """Run the jobs (random ones once SEA-PEFT's run of their fold has its cost); return the records."""
+    waiting = {(j["shots"], j["fold"]): j for j in jobs if j["method"] == "random"}
+    ready = [j for j in jobs if j["method"] != "random"]
+    records: list[dict] = []
+    total = len(jobs)
+
+    def finish(record: dict) -> None:
+        records.append(record)
+        key = (record["job"]["shots"], record["job"]["fold"])
+        if record["job"]["method"] == SEARCH and key in waiting:
+            random_job = waiting.pop(key)
+            random_job["target_cost"] = record["cost"]
+            ready.append(random_job)
+        if progress:
+            j = record["job"]
+            progress("bench", len(records), total, {"last": f"{j['method']} k{j['shots']} f{j['fold']}",
+                                                    "dice": round(record["dice"]["mean"], 3)})
+
+    def take() -> dict | None:
+        while ready:
+            job = ready.pop(0)
+            done = _finished(job)
+            if done is None:
+                return job
+            finish(done)
+        return None
+
+    if workers == 1:
+        torch.set_num_threads(threads)
+        while (job := take()) is not None:
+            finish(run_job(job))
+        return records
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads,)) as pool:
+        running: set[Future] = set()
+        try:
+            while True:
+                while len(running) < workers and (job := take()) is not None:
+                    running.add(pool.submit(run_job, job))
+                if not running:
+                    break
+                done, running = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    finish(future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    return records
+
+
+def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, device: str = "auto",
+              command: str = "", progress: Progress | None = None) -> dict:
+    """Run the benchmark and write ``results.json``, ``results.md`` and ``results.png`` into ``out_dir``.
+
+    Returns the results dict (what ``results.json`` holds).
+    """
+    started = time.monotonic()
+    out = Path(out_dir)
+    weights = Path(weights)
+    spec, _ = read_model_header(weights)
+    labels = dict(get_site(bench.site).label_names)
+    methods, skipped = applicable_methods(bench.methods, spec.name)
+    pool, test = prepare_volumes(out / "data", bench)
+    run_config = preset(bench.run_preset, **bench.run_changes)
+    library = library_facts(weights, labels, run_config.budget_fraction)
+    jobs = _jobs(bench, methods, pool, test, str(weights), labels, device, out)
+    records = _execute(jobs, bench.workers, bench.threads, progress)
+    site = get_site(bench.site)
+    results = {
+        "command": command,
+        "preset": bench.to_dict(),
+        "run_config": run_config.to_dict(),
+        "weights": str(weights),
+        "network": spec.to_dict(),
+        "labels": labels,
+        "seen": list(site.seen),
+        "novel": list(site.novel),
+        "methods": [SEARCH] + methods,
+        "skipped_methods": skipped,
+        "library": library,
+        "machine": {**machine_info(resolve_device(device)), "torch_threads": bench.threads, "workers": bench.workers},
+        "seconds": round(time.monotonic() - started, 1),
+        "runs": sorted(records, key=lambda r: (r["job"]["shots"], r["job"]["fold"], r["job"]["method"])),
+    }
+    write_report(results, out)
+    return results

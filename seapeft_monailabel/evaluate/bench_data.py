@@ -1,0 +1,58 @@
+"""The benchmark's volumes: a pool for the support sets and held-out test volumes, generated once per recipe.
+
+Pool: subjects ``0..pool-1`` of the target site with the bench's data seed; test: subjects
+``pool..pool+test-1`` of the same seed (other indices, so other anatomy, noise and field of view), never
+used for training, audits or any choice. Support sets: fold ``f`` of ``k`` shots draws ``k + 1`` pool
+volumes with ``random.Random(data_seed * 1000 + 100 * f + k)``; different folds give different sets.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from ..data.datastore import image_path, label_path, subject_id, write_subject
+from ..data.phantoms import generate
+from .bench_presets import BenchPreset
+
+RECIPE_FILE = "recipe.json"
+
+
+def _recipe(preset: BenchPreset) -> dict:
+    return {"site": preset.site, "data_seed": preset.data_seed, "pool": preset.pool, "test": preset.test}
+
+
+def _items(root: Path, site: str, indices: range) -> list[dict]:
+    ids = [subject_id(site, i) for i in indices]
+    return [{"id": sid, "image": str(image_path(root, sid)), "label": str(label_path(root, sid))} for sid in ids]
+
+
+def prepare_volumes(root: str | Path, preset: BenchPreset) -> tuple[list[dict], list[dict]]:
+    """Generate (or reuse, when ``root`` holds the same recipe) the pool and test volumes.
+
+    Returns ``(pool, test)`` datalists of ``{"id", "image", "label"}``.
+    """
+    root = Path(root)
+    recipe = _recipe(preset)
+    pool_range = range(preset.pool)
+    test_range = range(preset.pool, preset.pool + preset.test)
+    pool, test = _items(root / "pool", preset.site, pool_range), _items(root / "test", preset.site, test_range)
+    recipe_path = root / RECIPE_FILE
+    complete = all(Path(i[k]).is_file() for i in pool + test for k in ("image", "label"))
+    if recipe_path.is_file() and json.loads(recipe_path.read_text()) == recipe and complete:
+        return pool, test
+    root.mkdir(parents=True, exist_ok=True)
+    recipe_path.unlink(missing_ok=True)
+    for folder, indices in (("pool", pool_range), ("test", test_range)):
+        for i in indices:
+            write_subject(root / folder, subject_id(preset.site, i), generate(preset.site, preset.data_seed, i))
+    recipe_path.write_text(json.dumps(recipe, indent=2) + "\n")
+    return pool, test
+
+
+def support_set(pool: list[dict], shots: int, fold: int, data_seed: int) -> list[dict]:
+    """The ``shots + 1`` labelled volumes of fold ``fold`` (drawn from ``pool`` by seed)."""
+    if shots + 1 > len(pool):
+        raise ValueError(f"{shots} shots need {shots + 1} pool volumes; the pool has {len(pool)}")
+    return random.Random(data_seed * 1000 + 100 * fold + shots).sample(pool, shots + 1)

@@ -1,0 +1,92 @@
+"""Settings of the benchmark: which methods, shots and folds, how much data, which run settings, how many processes.
+
+Presets:
+
+- ``gpu``: the full table (every fixed baseline that applies to the network, random sets of SEA-PEFT's
+  cost, 1/5/10 shots, 3 folds) with the ``gpu`` run settings, several runs at once on one GPU (one
+  process each). Meant for SwinUNETR weights (``--weights``); it also runs on a CPU at small sizes.
+- ``cpu``: fewer methods and folds, the small default backbone (the shipped UNet), shorter runs of
+  the ``cpu`` run settings; two single-threaded processes share two cores.
+- ``tiny``: seconds; for the test suite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+ALL_METHODS = ("head", "full", "bitfit", "ssf", "lora", "adaptformer", "salt", "adalora", "decoder", "random")
+
+#: the shipped default base model, relative to the repository root
+DEFAULT_WEIGHTS = "sample-data/base_model/model.pt"
+
+
+@dataclass(frozen=True)
+class BenchPreset:
+    """One benchmark configuration.
+
+    Attributes:
+        name: preset name, recorded in the outputs.
+        methods: fixed baselines compared with SEA-PEFT (``random`` = random unit sets of SEA-PEFT's cost).
+        shots: support-set sizes k; each run consumes k + 1 labelled volumes (one for SEA-PEFT's audits).
+        folds: support sets drawn per shot (fold f draws with seed ``data_seed * 1000 + 100 * f + k``).
+        pool: generated target-site volumes the support sets are drawn from (indices ``0..pool-1``).
+        test: held-out target-site volumes (indices ``pool..pool+test-1``), used only for the test Dice.
+        site: target site of the generator.
+        data_seed: generator seed of the benchmark's volumes (not sample-data's 2025, not pretraining's).
+        run_preset: :func:`seapeft_monailabel.search.preset` name for every run, with ``run_changes``.
+        workers: runs at once (one process each; 1 runs them in this process).
+        threads: torch CPU threads per process.
+    """
+
+    name: str
+    methods: tuple[str, ...]
+    shots: tuple[int, ...] = (1, 5, 10)
+    folds: int = 3
+    pool: int = 16
+    test: int = 6
+    site: str = "target"
+    data_seed: int = 3001
+    run_preset: str = "cpu"
+    run_changes: dict = field(default_factory=dict)
+    workers: int = 1
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in ALL_METHODS]
+        if unknown:
+            raise ValueError(f"unknown bench method(s) {unknown}; known: {', '.join(ALL_METHODS)}")
+        if not self.shots or min(self.shots) < 1:
+            raise ValueError(f"shots must be positive integers, got {self.shots}")
+        if self.pool < max(self.shots) + 1:
+            raise ValueError(f"a pool of {self.pool} volumes cannot give {max(self.shots)} shots plus an audit volume")
+        for name in ("folds", "test", "workers", "threads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BenchPreset.{name} must be >= 1 (got {getattr(self, name)})")
+
+    def with_(self, **changes) -> BenchPreset:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["methods"] = list(self.methods)
+        data["shots"] = list(self.shots)
+        return data
+
+
+BENCH_PRESETS: dict[str, BenchPreset] = {
+    "gpu": BenchPreset("gpu", methods=ALL_METHODS, folds=3, pool=24, test=8, run_preset="gpu", workers=4, threads=2),
+    "cpu": BenchPreset("cpu", methods=("head", "full", "lora", "decoder", "random"), folds=2, pool=12,
+                       test=4, run_preset="cpu",
+                       run_changes={"max_steps": 120, "refine_steps": 40, "refine_patience": 40, "warmup_steps": 10},
+                       workers=2, threads=1),
+    "tiny": BenchPreset("tiny", methods=("head", "lora", "random"), shots=(1, 2), folds=1, pool=3, test=1,
+                        run_preset="tiny", run_changes={"max_steps": 8, "refine_steps": 2},
+                        workers=1, threads=1),
+}
+
+
+def bench_preset(name: str, **changes) -> BenchPreset:
+    """A named bench preset (``gpu``, ``cpu``, ``tiny``) with optional changes."""
+    if name not in BENCH_PRESETS:
+        raise ValueError(f"unknown bench preset '{name}' (known: {', '.join(BENCH_PRESETS)})")
+    return BENCH_PRESETS[name].with_(**changes)

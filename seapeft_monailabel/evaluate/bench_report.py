@@ -1,0 +1,194 @@
+"""The benchmark's outputs from its run records: summary statistics, the goals check, JSON, Markdown and a plot.
+
+Dice values are fractions in the records and x 100 in the table and plot. "mean ± sd" is over folds
+(each fold's value being the mean over the test volumes); "mean over shots" averages the per-shot means.
+The strongest fixed baseline is the fixed method (random sets excluded) with the best mean over shots.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .machine import describe_machine  # noqa: E402
+
+SEARCH = "sea-peft"
+GOAL_GAP = 3.0  # Dice points SEA-PEFT must gain over the strongest fixed baseline
+GOAL_PERCENT = 0.5  # at most this % of the backbone trained
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def summarise(results: dict) -> dict:
+    """Per method: per shot and structure ``[mean, sd]`` over folds (x 100), cost, time; plus the goals check."""
+    structures = [n for n, _ in sorted(results["labels"].items(), key=lambda kv: kv[1]) if n != "background"]
+    shots = results["preset"]["shots"]
+    methods = {}
+    for method in results["methods"]:
+        runs = [r for r in results["runs"] if r["job"]["method"] == method]
+        if not runs:
+            continue
+        per_shot = {}
+        for k in shots:
+            fold_runs = [r for r in runs if r["job"]["shots"] == k]
+            if fold_runs:
+                per_shot[str(k)] = {s: list(_mean_sd([100 * r["dice"][s] for r in fold_runs]))
+                                    for s in structures + ["mean"]}
+                per_shot[str(k)]["folds"] = len(fold_runs)
+        over_shots = {s: float(np.mean([v[s][0] for v in per_shot.values()])) for s in structures + ["mean"]}
+        methods[method] = {
+            "per_shot": per_shot,
+            "over_shots": over_shots,
+            "cost": float(np.mean([r["cost"] for r in runs])),
+            "trainable": float(np.mean([r["trainable"] for r in runs])),
+            "percent": float(np.mean([r["percent"] for r in runs])),
+            "max_percent": float(max(r["percent"] for r in runs)),
+            "budget_used": float(np.mean([r["cost"] / r["budget"] for r in runs])),
+            "seconds": float(np.mean([r["seconds"] for r in runs])),
+            "runs": len(runs),
+        }
+    return {"structures": structures, "methods": methods, "goals": _goals(methods)}
+
+
+def _goals(methods: dict) -> dict:
+    if SEARCH not in methods:
+        return {}
+    ours = methods[SEARCH]
+    fixed = {m: v for m, v in methods.items() if m not in (SEARCH, "random")}
+    goals: dict = {"sea_peft_mean": ours["over_shots"]["mean"], "sea_peft_max_percent": ours["max_percent"],
+                   "sea_peft_budget_used": ours["budget_used"]}
+    goals["percent_met"] = ours["max_percent"] <= GOAL_PERCENT
+    if fixed:
+        best = max(fixed, key=lambda m: fixed[m]["over_shots"]["mean"])
+        goals.update(strongest_fixed=best, strongest_fixed_mean=fixed[best]["over_shots"]["mean"])
+        goals["gap"] = ours["over_shots"]["mean"] - fixed[best]["over_shots"]["mean"]
+        goals["gap_met"] = goals["gap"] >= GOAL_GAP
+    if "random" in methods:
+        goals["random_mean"] = methods["random"]["over_shots"]["mean"]
+        goals["random_gap"] = ours["over_shots"]["mean"] - goals["random_mean"]
+    return goals
+
+
+def _cell(stat: list[float] | None) -> str:
+    return "–" if stat is None else f"{stat[0]:.1f} ± {stat[1]:.1f}"
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def markdown(results: dict, summary: dict) -> str:
+    """The result tables and the goals check as Markdown."""
+    shots = [str(k) for k in results["preset"]["shots"]]
+    structures = summary["structures"]
+    seen, novel = set(results["seen"]), set(results["novel"])
+    tag = {s: " (seen)" if s in seen else " (novel)" if s in novel else "" for s in structures}
+    methods = summary["methods"]
+    order = [SEARCH] * (SEARCH in methods) + sorted((m for m in methods if m != SEARCH),
+                                                    key=lambda m: -methods[m]["over_shots"]["mean"])
+    lib = results["library"]
+    folds = results["preset"]["folds"]
+    lines = [
+        f"Test Dice x 100 on {results['preset']['test']} held-out `{results['preset']['site']}` volumes, "
+        f"mean ± sd over {folds} fold(s); network `{results['network']['name']}` "
+        f"({_count(lib['backbone_parameters'])} parameters); budget {_count(lib['budget'])} parameters "
+        f"({100 * results['run_config']['budget_fraction']:.2f} %), default unit library "
+        f"{_count(lib['max_concurrent_cost'])} parameters at most at once ({lib['units']} units).",
+        "",
+        "| method | trained parameters (units) | % of backbone | "
+        + " | ".join(f"{k} shot{'s' * (k != '1')}" for k in shots)
+        + " | mean over shots | " + " | ".join(f"{s}{tag[s]}" for s in structures) + " | time per run (s) |",
+        "|---" * (5 + len(shots) + len(structures)) + "|",
+    ]
+    for m in order:
+        v = methods[m]
+        cells = [_cell(v["per_shot"].get(k, {}).get("mean")) for k in shots]
+        lines.append(f"| {'**SEA-PEFT**' if m == SEARCH else m} | {_count(v['cost'])} | {v['percent']:.3f} | "
+                     + " | ".join(cells) + f" | {v['over_shots']['mean']:.1f} | "
+                     + " | ".join(f"{v['over_shots'][s]:.1f}" for s in structures) + f" | {v['seconds']:.0f} |")
+    lines += ["", "Per structure and shot count (mean ± sd over folds):", "",
+              "| method | shots | " + " | ".join(f"{s}{tag[s]}" for s in structures) + " | mean |",
+              "|---|---" + "|---" * (len(structures) + 1) + "|"]
+    for m in order:
+        for k, stat in methods[m]["per_shot"].items():
+            lines.append(f"| {m} | {k} | " + " | ".join(_cell(stat[s]) for s in structures + ["mean"]) + " |")
+    g = summary["goals"]
+    if g:
+        lines += ["", "Goals:", ""]
+        if "gap" in g:
+            lines.append(f"- SEA-PEFT mean over shots {g['sea_peft_mean']:.1f} vs the strongest fixed baseline "
+                         f"({g['strongest_fixed']}) {g['strongest_fixed_mean']:.1f}: {g['gap']:+.1f} points "
+                         f"(goal ≥ +{GOAL_GAP:.0f}): **{'met' if g['gap_met'] else 'not met'}**.")
+        lines.append(f"- SEA-PEFT trains at most {g['sea_peft_max_percent']:.3f} % of the backbone (goal ≤ "
+                     f"{GOAL_PERCENT} %): **{'met' if g['percent_met'] else 'not met'}**; its sets use "
+                     f"{100 * g['sea_peft_budget_used']:.0f} % of the budget on average.")
+        if "random_gap" in g:
+            lines.append(f"- Random unit sets of SEA-PEFT's cost: {g['random_mean']:.1f} "
+                         f"({-g['random_gap']:+.1f} points against SEA-PEFT).")
+    if results.get("skipped_methods"):
+        lines += ["", "Not applicable to this network: "
+                  + "; ".join(f"{m} ({why})" for m, why in results["skipped_methods"].items()) + "."]
+    lines += ["", f"Machine: {describe_machine(results['machine'])} per run process. Bench wall time {results['seconds'] / 60:.1f} min "
+              f"(this invocation); {sum(r['seconds'] for r in results['runs']) / 60:.1f} min of run time in all "
+              f"({results['preset']['workers']} run(s) at once)."]
+    if results.get("command"):
+        lines += ["", "Command:", "", "```bash", results["command"], "```"]
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, summary: dict, png_path: str | Path) -> Path:
+    """Dice by method and shot: mean over structures, the seen and the novel structure (error bars: sd over folds)."""
+    structures = summary["structures"]
+    seen, novel = set(results["seen"]), set(results["novel"])
+    panels = [("mean", "mean over structures")] + [(s, f"{s} ({'seen' if s in seen else 'novel' if s in novel else ''})")
+                                                    for s in structures]
+    shots = [str(k) for k in results["preset"]["shots"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4), sharey=True)
+    axes = np.atleast_1d(axes)
+    methods = summary["methods"]
+    for ax, (key, title) in zip(axes, panels):
+        for i, (m, v) in enumerate(methods.items()):
+            ks = [k for k in shots if k in v["per_shot"]]
+            means = [v["per_shot"][k][key][0] for k in ks]
+            sds = [v["per_shot"][k][key][1] for k in ks]
+            style = dict(color="k", lw=2.5, zorder=5) if m == SEARCH else dict(color=f"C{i % 10}", lw=1.2,
+                                                                                ls="--" if m == "random" else "-")
+            ax.errorbar([int(k) for k in ks], means, yerr=sds, marker="o", ms=4, capsize=3,
+                        label="SEA-PEFT" if m == SEARCH else m, **style)
+        ax.set_title(title)
+        ax.set_xlabel("shots (labelled training volumes)")
+        ax.set_xticks([int(k) for k in shots])
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test Dice x 100")
+    axes[-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"SEA-PEFT vs fixed baselines ({results['network']['name']}, preset {results['preset']['name']})")
+    fig.tight_layout()
+    png_path = Path(png_path)
+    fig.savefig(png_path, dpi=110)
+    plt.close(fig)
+    return png_path
+
+
+def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json`` (every run and the summary), ``results.md`` and ``results.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    summary = summarise(results)
+    results["summary"] = summary
+    paths = {"json": out / "results.json", "markdown": out / "results.md", "plot": out / "results.png"}
+    tmp = {key: path.with_name(f".{path.stem}.tmp{path.suffix}") for key, path in paths.items()}
+    tmp["json"].write_text(json.dumps(results, indent=1) + "\n")
+    tmp["markdown"].write_text(markdown(results, summary), encoding="utf-8")
+    plot(results, summary, tmp["plot"])
+    for key, path in paths.items():
+        os.replace(tmp[key], path)
+    return paths

@@ -1,0 +1,144 @@
+"""`seapeft bench`: the tiny preset end to end (JSON, Markdown, PNG), resuming, worker processes, presets, summary."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+
+import pytest
+
+from seapeft_monailabel.commands import bench as bench_command
+from seapeft_monailabel.evaluate.bench import SEARCH, applicable_methods, run_bench
+from seapeft_monailabel.evaluate.bench_data import support_set
+from seapeft_monailabel.evaluate.bench_presets import (
+    BENCH_PRESETS,
+    BenchPreset,
+    bench_preset,
+)
+from seapeft_monailabel.evaluate.bench_report import summarise
+from seapeft_monailabel.models.pretrain import PretrainRecipe, pretrain
+
+TINY_MODEL = PretrainRecipe(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, train_subjects=1, test_subjects=1,
+                            target_subjects=1, steps=4, patch_size=(32, 32, 32), patches_per_step=1, eval_every=100)
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A tiny UNet pretrained in seconds on one source-site subject."""
+    out = tmp_path_factory.mktemp("tiny_base")
+    pretrain(TINY_MODEL, out, command="test")
+    return out / "model.pt"
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(weights, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    calls = []
+    results = run_bench(bench_preset("tiny"), weights, out, device="cpu", command="seapeft bench --preset tiny",
+                        progress=lambda *a: calls.append(a))
+    return out, results, calls
+
+
+def test_tiny_bench_writes_every_run(tiny_bench):
+    out, results, calls = tiny_bench
+    for name in ("results.json", "results.md", "results.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["summary"] == results["summary"]
+    methods = [SEARCH, "head", "lora", "random"]
+    assert sorted(results["methods"]) == sorted(methods)
+    jobs = {(r["job"]["method"], r["job"]["shots"], r["job"]["fold"]) for r in results["runs"]}
+    assert jobs == {(m, k, 0) for m in methods for k in (1, 2)}
+    assert [c[1] for c in calls] == list(range(1, 9)) and calls[-1][2] == 8
+    for run in results["runs"]:
+        assert set(run["dice"]) == {"liver", "gallbladder", "mean"}
+        assert len(run["support"]) == run["job"]["shots"] + 1
+        assert not set(run["support"]) & set(run["test"])  # test volumes never train
+        assert run["trainable"] == run["cost"] + run["head_parameters"] and run["seconds"] > 0
+    by_key = {(r["job"]["method"], r["job"]["shots"]): r for r in results["runs"]}
+    for k in (1, 2):  # same data for every method; random sets cost what SEA-PEFT chose
+        assert len({tuple(by_key[(m, k)]["support"]) for m in methods}) == 1
+        assert by_key[("random", k)]["job"]["target_cost"] == by_key[(SEARCH, k)]["cost"]
+        assert by_key[("random", k)]["cost"] <= by_key[(SEARCH, k)]["cost"]
+        assert by_key[("head", k)]["cost"] == 0 and by_key[(SEARCH, k)]["cost"] <= by_key[(SEARCH, k)]["budget"]
+
+
+def test_markdown_and_goals(tiny_bench):
+    out, results, _ = tiny_bench
+    text = (out / "results.md").read_text()
+    assert "| **SEA-PEFT** |" in text and "| lora |" in text and "liver (seen)" in text
+    assert "gallbladder (novel)" in text and "seapeft bench --preset tiny" in text
+    goals = results["summary"]["goals"]
+    assert goals["strongest_fixed"] in ("head", "lora")
+    assert goals["gap"] == pytest.approx(goals["sea_peft_mean"] - goals["strongest_fixed_mean"])
+
+
+def test_rerun_resumes_without_training(tiny_bench, weights):
+    out, results, _ = tiny_bench
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.pt")}
+    again = run_bench(bench_preset("tiny"), weights, out, device="cpu")
+    assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.pt")} == stamps
+    assert [r["dice"] for r in again["runs"]] == [r["dice"] for r in results["runs"]]
+
+
+def test_worker_processes(weights, tmp_path):
+    bench = bench_preset("tiny", methods=("head",), shots=(1,), workers=2)
+    results = run_bench(bench, weights, tmp_path, device="cpu")
+    assert sorted(r["job"]["method"] for r in results["runs"]) == sorted([SEARCH, "head"])
+    assert (tmp_path / "results.png").is_file()
+
+
+def test_presets():
+    cpu, gpu = BENCH_PRESETS["cpu"], BENCH_PRESETS["gpu"]
+    assert set(cpu.methods) < set(gpu.methods) and cpu.folds <= gpu.folds and gpu.folds >= 3
+    assert gpu.shots == cpu.shots == (1, 5, 10) and cpu.workers * cpu.threads <= 2
+    keep, skipped = applicable_methods(gpu.methods, "unet")
+    assert "adaptformer" in skipped and "adaptformer" not in keep and "random" in keep
+    keep, skipped = applicable_methods(gpu.methods, "swinunetr")
+    assert skipped == {} and keep == list(gpu.methods)
+    with pytest.raises(ValueError, match="pool"):
+        BenchPreset("x", methods=("head",), shots=(10,), pool=5)
+    with pytest.raises(ValueError, match="unknown bench method"):
+        BenchPreset("x", methods=("nope",))
+
+
+def test_support_sets_differ_by_fold_and_are_reproducible():
+    pool = [{"id": f"v{i}"} for i in range(12)]
+    a = [i["id"] for i in support_set(pool, 5, 0, 3001)]
+    assert a == [i["id"] for i in support_set(pool, 5, 0, 3001)] and len(set(a)) == 6
+    assert a != [i["id"] for i in support_set(pool, 5, 1, 3001)]
+    with pytest.raises(ValueError, match="shots"):
+        support_set(pool, 12, 0, 3001)
+
+
+def _run(method, shots, fold, liver, gallbladder, cost=10):
+    return {"job": {"method": method, "shots": shots, "fold": fold}, "dice": {"liver": liver, "gallbladder": gallbladder,
+            "mean": (liver + gallbladder) / 2}, "cost": cost, "trainable": cost + 5, "percent": cost / 10,
+            "budget": 20, "seconds": 1.0}
+
+
+def test_summary_statistics():
+    runs = [_run(SEARCH, 1, f, 0.8, 0.6 + 0.1 * f) for f in range(2)] + [_run("lora", 1, f, 0.7, 0.5) for f in range(2)] \
+        + [_run("full", 1, f, 0.74, 0.45, cost=1000) for f in range(2)] + [_run("random", 1, f, 0.9, 0.9) for f in range(2)]
+    results = {"labels": {"background": 0, "liver": 1, "gallbladder": 2}, "preset": {"shots": [1]},
+               "methods": [SEARCH, "lora", "full", "random"], "runs": runs}
+    summary = summarise(results)
+    ours = summary["methods"][SEARCH]["per_shot"]["1"]
+    assert ours["gallbladder"] == pytest.approx([65.0, 7.0710678])
+    goals = summary["goals"]
+    assert goals["strongest_fixed"] == "lora"  # random sets are not a fixed baseline
+    assert goals["gap"] == pytest.approx(72.5 - 60.0) and goals["gap_met"]
+    assert goals["random_gap"] == pytest.approx(72.5 - 90.0)
+    assert goals["sea_peft_max_percent"] == 1.0 and not goals["percent_met"]
+
+
+def test_command_line_round_trip():
+    parser = argparse.ArgumentParser()
+    bench_command.add_arguments(parser)
+    args = parser.parse_args(["--preset", "cpu", "--out", "o", "--folds", "3", "--methods", "head", "lora",
+                              "--steps", "50"])
+    again = parser.parse_args(shlex.split(bench_command.command_line(args))[2:])
+    assert bench_command.bench_from_args(again) == bench_command.bench_from_args(args)
+    bench = bench_command.bench_from_args(args)
+    assert bench.folds == 3 and bench.methods == ("head", "lora") and bench.run_changes["max_steps"] == 50
