@@ -164,3 +164,15 @@ def test_invalid_inputs() -> None:
         ctl.apply({A4.name, A8.name})
     with pytest.raises(KeyError):
         ctl.state("nope")
+
+
+def test_probe_guard_is_shorter_than_the_transition_guard() -> None:
+    units = [unit("a", "lora", "r4", 10), unit("b", "lora", "r4", 10)]
+    ctl = UnitController(units, budget=100, probe_allowance=50, guard=3, probe_guard=1)
+    ctl.probe([units[0].name])
+    assert ctl.guard(units[0].name) == 1
+    ctl.apply({units[0].name})  # the guard runs out at this allocation: no vote yet
+    ctl.apply({units[0].name})
+    transitions = ctl.apply({units[0].name})  # two agreeing votes: probation -> active
+    assert [(t.unit, t.to_state) for t in transitions] == [(units[0].name, A)]
+    assert ctl.guard(units[0].name) == 3

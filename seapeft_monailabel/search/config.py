@@ -41,6 +41,7 @@ class SearchConfig:
     votes: int = 3
     probation_votes: int = 2
     guard: int = 3
+    probe_guard: int = 1
     audit_fraction: float = 0.2
     debt_horizon: int = 6
     probe_fraction: float = 0.25

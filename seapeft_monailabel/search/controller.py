@@ -25,7 +25,8 @@ Votes are a signed streak per unit: ``+n`` for ``n`` consecutive decisions wanti
 "more on", ``-n`` for ``n`` consecutive decisions wanting "less on"; an agreeing decision resets it to 0.
 After every transition the unit gets a guard of ``guard`` (3) allocations: each ``apply()`` decrements
 a positive guard by one and skips the unit (no votes are collected) while it was guarded. ``probe()``
-skips guarded units.
+skips guarded units. A probe's own guard is ``probe_guard`` (default ``guard``): a shorter one lets the
+allocator judge a probe sooner, so the probe allowance frees up for the next units.
 
 Audits never touch this object: it has no method an audit could call that changes votes or guards,
 and gate toggling for an audit happens in the network, not here.
@@ -92,6 +93,7 @@ class UnitController:
         v_probation: int = 2,
         guard: int = 3,
         initial_active: Iterable[str] = (),
+        probe_guard: int | None = None,
     ) -> None:
         """Create the controller with every unit CANDIDATE except ``initial_active``.
 
@@ -102,6 +104,7 @@ class UnitController:
             v_active: consecutive votes to demote an ACTIVE unit or to admit a CANDIDATE.
             v_probation: consecutive votes to decide a PROBATION unit either way.
             guard: allocations after a transition during which the unit cannot flip.
+            probe_guard: the guard after a probe (default ``guard``).
             initial_active: units that start ACTIVE (total cost ``<= B``, one per group).
         """
         self._units: dict[str, UnitLike] = {}
@@ -118,6 +121,9 @@ class UnitController:
         self.v_active = v_active
         self.v_probation = v_probation
         self.guard_len = guard
+        self.probe_guard_len = guard if probe_guard is None else probe_guard
+        if self.probe_guard_len < 0:
+            raise ValueError("probe_guard must be >= 0")
         self._groups: dict[tuple[str, str], list[str]] = {}
         for name, unit in self._units.items():
             self._groups.setdefault(unit.group, []).append(name)
@@ -295,7 +301,7 @@ class UnitController:
         transition = Transition(name, self._state[name], to, reason, warm_start_from, first_on)
         self._state[name] = to
         self._votes[name] = 0
-        self._guard[name] = self.guard_len
+        self._guard[name] = self.probe_guard_len if reason == "probe" else self.guard_len
         if to.on:
             self._ever_on.add(name)
         return transition

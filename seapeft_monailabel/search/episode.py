@@ -119,7 +119,8 @@ class SearchEpisode:
         if not self.units:
             raise ValueError(f"budget {self.budget} is smaller than every unit of manifest '{registry.manifest.name}'")
         self.controller = UnitController(self.units, self.budget, allowance, v_active=config.votes,
-                                         v_probation=config.probation_votes, guard=config.guard)
+                                         v_probation=config.probation_votes, guard=config.guard,
+                                         probe_guard=config.probe_guard)
         self.estimator = UtilityEstimator(beta=config.beta_for(shots), window=config.window, lam=config.robust_lambda)
         self.allocator = Allocator(self.units, self.budget, beta_unc=config.uncertainty_bonus,
                                    hysteresis=config.hysteresis)
