@@ -1,0 +1,117 @@
+"""Segmentation with the served model (latest published adapted model, else the base model).
+
+Pre-transforms are the library's evaluation chain (load, channel first, RAS, the model's spacing if it
+has one, percentile intensity scaling); MONAI's sliding-window inference runs windows of the model's
+patch size (the converted model's window with OpenVINO) with Gaussian blending; the inverse of the
+orientation/spacing transforms brings the logits back to the original image's grid, then softmax,
+argmax and uint8. The response names the labels and the model that answered (``model``: kind, id,
+SHA-256; ``runtime``: engine, precision, window).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+from monai.transforms import (
+    Activationsd,
+    AsDiscreted,
+    CastToTyped,
+    EnsureTyped,
+    SqueezeDimd,
+)
+from monailabel.interfaces.tasks.infer_v2 import InferType
+from monailabel.tasks.infer.basic_infer import BasicInferTask
+
+from seapeft_monailabel.data.transforms import deterministic_transforms
+from seapeft_monailabel.models import WeightLoadError
+
+from ..datastore.checks import check_image
+from ..errors import SERVER_FAULT, http_error
+from ..models.served import ModelStore, ServedModel
+from .predictor import PredictorChoice, PredictorPicker
+
+logger = logging.getLogger(__name__)
+
+
+class SeaPeftSegmentation(BasicInferTask):
+    """``BasicInferTask`` over :class:`ModelStore`; one request sees one model from start to end."""
+
+    def __init__(self, store: ModelStore, picker: PredictorPicker, labels: dict[str, int], overlap: float,
+                 description: str):
+        super().__init__(path=None, network=None, type=InferType.SEGMENTATION, labels=dict(labels), dimension=3,
+                         description=description, config={"sw_overlap": overlap})
+        self.store = store
+        self.picker = picker
+        self._request = threading.local()
+
+    def is_valid(self) -> bool:
+        return True
+
+    def info(self) -> dict:
+        """The task's info plus what answers, without loading anything (the published pointer, the base path)."""
+        info = super().info()
+        pointer = self.store.published()
+        info["served"] = ({"kind": "adapted", "id": f"adapted:{pointer['run']}:{pointer['sha256'][:12]}",
+                           "run": pointer["run"], "sha256": pointer["sha256"]} if pointer else
+                          {"kind": "base", "path": str(self.store.conf.base_model),
+                           "exists": self.store.conf.base_model.exists()})
+        info["runtime"] = {"runtime": self.picker.runtime, "precision": self.picker.precision}
+        return info
+
+    def __call__(self, request, callbacks=None):
+        image = request.get("image")
+        if isinstance(image, str):
+            check_image(image, image)
+        try:
+            served = self.store.current()
+        except WeightLoadError as err:
+            raise http_error(SERVER_FAULT, f"no model to answer with: {err}") from None
+        choice = self.picker(served)
+        self._request.served, self._request.choice = served, choice
+        try:
+            result_file, result_json = super().__call__(request, callbacks)
+        finally:
+            self._request.served = self._request.choice = None
+        result_json["model"] = {k: v for k, v in served.describe().items() if k != "adapter"}
+        result_json["runtime"] = choice.describe()
+        return result_file, result_json
+
+    @property
+    def _served(self) -> ServedModel:
+        return self._request.served
+
+    @property
+    def _choice(self) -> PredictorChoice:
+        return self._request.choice
+
+    def pre_transforms(self, data=None) -> Sequence[Callable]:
+        return deterministic_transforms(self._served.spacing, with_label=False) + [
+            EnsureTyped(keys="image", dtype=torch.float32)]
+
+    def inferer(self, data=None) -> SlidingWindowInferer:
+        overlap = float(data.get("sw_overlap", 0.25)) if data else 0.25
+        return SlidingWindowInferer(roi_size=self._choice.roi_size, sw_batch_size=1, overlap=overlap,
+                                    mode="gaussian")
+
+    def run_inferer(self, data, convert_to_batch=True, device="cpu"):
+        """Sliding-window logits ``(K, X, Y, Z)`` of the preprocessed image ``(1, X, Y, Z)`` into ``data["pred"]``."""
+        inputs = data[self.input_key][None].to(self._served.device)
+        with torch.no_grad():
+            data[self.output_label_key] = self.inferer(data)(inputs, self._choice.predictor)[0].cpu()
+        return data
+
+    def inverse_transforms(self, data=None):
+        return []  # every invertible pre-transform (orientation, spacing): back to the original grid
+
+    def post_transforms(self, data=None) -> Sequence[Callable]:
+        return [
+            Activationsd(keys="pred", softmax=True),
+            AsDiscreted(keys="pred", argmax=True),
+            SqueezeDimd(keys="pred", dim=0),
+            CastToTyped(keys="pred", dtype=np.uint8),
+        ]

@@ -1,0 +1,94 @@
+"""Publishing an adapted model atomically: run folders plus one pointer file replaced in a single step.
+
+Layout under the app's ``model/seapeft/``::
+
+    runs/<run_id>/        one SEA-PEFT run (config.yaml, adapters.pt, model.pt, events.jsonl, report.png);
+                          the engine moves its files in only once all of them are written
+    published.json        the pointer: which run is served, its model file's SHA-256, units, cost, Dice
+    train_stats.json      progress of the current or last training run (for /info and the viewers)
+
+A run is published by writing the pointer to a temporary file in the same folder, flushing it to disk
+and ``os.replace``-ing it over ``published.json``: readers see the old pointer or the new one, never a
+mix. A run that is killed, fails, or whose model does not load strictly is never pointed at, so the
+served model stays as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+POINTER = "published.json"
+RUNS = "runs"
+STATS = "train_stats.json"
+#: Files a complete run folder holds (written by seapeft_monailabel.search.run_search).
+RUN_FILES = ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")
+
+
+def sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_json_atomic(path: str | Path, data: dict) -> None:
+    """Write JSON to a temporary file beside ``path``, fsync it, then ``os.replace`` it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_pointer(model_dir: str | Path) -> dict | None:
+    """The published pointer, or None when nothing was published yet (or the pointer is unreadable)."""
+    try:
+        return json.loads((Path(model_dir) / POINTER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def pointer_stamp(model_dir: str | Path) -> tuple[int, int] | None:
+    """(mtime_ns, inode) of the pointer: changes whenever a new pointer replaces it; None if absent."""
+    try:
+        st = (Path(model_dir) / POINTER).stat()
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_ino
+
+
+def publish(model_dir: str | Path, run_id: str, record: dict) -> dict:
+    """Point the server at ``runs/<run_id>`` (atomically). ``record`` adds units, cost, Dice and so on."""
+    model_file = Path(model_dir) / RUNS / run_id / "model.pt"
+    pointer = {"run": run_id, "model": f"{RUNS}/{run_id}/model.pt", "sha256": sha256(model_file), **record}
+    write_json_atomic(Path(model_dir) / POINTER, pointer)
+    return pointer
+
+
+def remove_incomplete_runs(model_dir: str | Path) -> list[str]:
+    """Delete run folders left by killed or failed runs (missing any of :data:`RUN_FILES`); never the published one.
+
+    Only called when no training runs (MONAI Label runs one training at a time).
+    """
+    runs = Path(model_dir) / RUNS
+    published = (read_pointer(model_dir) or {}).get("run")
+    removed = []
+    for run in sorted(runs.iterdir()) if runs.is_dir() else []:
+        if run.is_dir() and run.name != published and not all((run / f).is_file() for f in RUN_FILES):
+            shutil.rmtree(run, ignore_errors=True)
+            removed.append(run.name)
+    return removed

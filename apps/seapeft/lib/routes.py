@@ -1,0 +1,33 @@
+"""An extra route on the running server: ``GET /seapeft/report.png?model=seapeft`` serves the SEA-PEFT audit
+report (report.png) of the published run of that model (404 while nothing is published)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+
+from .errors import NOT_FOUND, http_error
+from .models.published import read_pointer
+
+ROUTE = "/seapeft/report.png"
+
+
+def add_report_route(app: FastAPI, model_dirs: dict[str, Path]) -> None:
+    """Register the route once (``model_dirs``: model name -> its ``model/<name>`` folder)."""
+    if any(getattr(r, "path", None) == ROUTE for r in app.router.routes):
+        return
+    default = next(iter(model_dirs))
+
+    def report(model: str = default) -> FileResponse:
+        if model not in model_dirs:
+            raise http_error(NOT_FOUND, f"report: no model '{model}' (known: {', '.join(model_dirs)})")
+        pointer = read_pointer(model_dirs[model])
+        path = Path(pointer["report"]) if pointer else None
+        if path is None or not path.is_file():
+            raise http_error(NOT_FOUND, f"report: model '{model}' has no published run with a report.png yet")
+        return FileResponse(path, media_type="image/png", filename=f"{model}-{pointer['run']}-report.png")
+
+    app.add_api_route(ROUTE, report, methods=["GET"], summary="SEA-PEFT audit report of the published run",
+                      tags=["SEA-PEFT"])
