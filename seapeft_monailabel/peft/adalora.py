@@ -36,10 +36,7 @@ class AdaLoRAUnit(WeightDeltaUnit):
 
     def __init__(self, geometry: SiteGeometry, level: str):
         super().__init__(geometry, level)
-        rows, cols = geometry.matrix_shape
-        rank = self.level_value
-        if not 0 < rank <= min(rows, cols):
-            raise ValueError(f"{geometry.path}: AdaLoRA rank {rank} must be in 1..{min(rows, cols)}")
+        rows, cols, rank = self.low_rank_shape()
         self.lora_P = nn.Parameter(torch.empty(rows, rank))
         self.lora_E = nn.Parameter(torch.empty(rank))
         self.lora_Q = nn.Parameter(torch.empty(rank, cols))

@@ -188,6 +188,14 @@ class WeightDeltaUnit(PeftUnit):
         """Bias delta ``(out_features,)`` or ``None`` when the family leaves the bias alone."""
         return None
 
+    def low_rank_shape(self) -> tuple[int, int, int]:
+        """``(rows, cols, rank)`` of a factorised delta whose rank is the level's number (checked to fit)."""
+        rows, cols = self.geometry.matrix_shape
+        rank = self.level_value
+        if not 0 < rank <= min(rows, cols):
+            raise ValueError(f"{self.geometry.path}: {self.family} rank {rank} must be in 1..{min(rows, cols)}")
+        return rows, cols, rank
+
     def delta_weight(self) -> torch.Tensor | None:
         """Weight delta in the weight's own shape, or ``None``."""
         delta = self.delta_matrix()

@@ -26,10 +26,7 @@ class LoRAUnit(WeightDeltaUnit):
 
     def __init__(self, geometry: SiteGeometry, level: str):
         super().__init__(geometry, level)
-        rows, cols = geometry.matrix_shape
-        rank = self.level_value
-        if not 0 < rank <= min(rows, cols):
-            raise ValueError(f"{geometry.path}: LoRA rank {rank} must be in 1..{min(rows, cols)}")
+        rows, cols, rank = self.low_rank_shape()
         self.lora_A = nn.Parameter(torch.empty(rank, cols))
         self.lora_B = nn.Parameter(torch.empty(rows, rank))
         self.reset_parameters()
