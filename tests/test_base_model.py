@@ -10,7 +10,7 @@ import torch
 from seapeft_monailabel.data import label_names
 from seapeft_monailabel.evaluate import evaluate_volumes
 from seapeft_monailabel.models import load_base_model
-from seapeft_monailabel.models.model_card import sha256
+from seapeft_monailabel.models import file_sha256
 from seapeft_monailabel.models.pretrain import write_subjects
 
 BASE = Path(__file__).resolve().parents[1] / "sample-data" / "base_model"
@@ -31,7 +31,7 @@ def test_shipped_files(model_file):
     for name in ("MODEL_CARD.md", "training_curve.png", "training_log.jsonl"):
         assert (BASE / name).is_file()
     card = (BASE / "MODEL_CARD.md").read_text()
-    assert sha256(MODEL) in card  # the card describes exactly the shipped weights
+    assert file_sha256(MODEL) in card  # the card describes exactly the shipped weights
     assert model_file["pretraining"]["command"] in card
     assert model_file["network"]["name"] == "unet"
 

@@ -12,7 +12,7 @@ import torch
 from seapeft_monailabel.commands import pretrain as pretrain_command
 from seapeft_monailabel.data import label_names
 from seapeft_monailabel.models import load_base_model, read_model_header
-from seapeft_monailabel.models.model_card import sha256
+from seapeft_monailabel.models import file_sha256
 from seapeft_monailabel.models.pretrain import PretrainRecipe, pretrain
 
 TINY = PretrainRecipe(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, train_subjects=1, test_subjects=1,
@@ -56,7 +56,7 @@ def test_model_card_is_measured(tiny_run):
     out, result, _ = tiny_run
     card = (out / "MODEL_CARD.md").read_text()
     assert "seapeft pretrain --tiny" in card
-    assert sha256(out / "model.pt") in card
+    assert file_sha256(out / "model.pt") in card
     assert result.machine["cpu"] in card and f"{result.machine['cores']} cores" in card
     assert f"| mean | {100 * result.source_dice['mean']:.1f} |" in card
     assert "gallbladder (novel" in card and "liver (seen" in card

@@ -8,10 +8,11 @@
 
 from .factory import NETWORK_NAMES, NetworkSpec, build_network, count_parameters, head_module_names, spatial_multiple
 from .weights import LoadReport, WeightLoadError, load_pretrained, read_state_dict
-from .base_model import MODEL_FORMAT, BaseModel, load_base_model, read_model_header, save_model_file
+from .base_model import MODEL_FORMAT, BaseModel, file_sha256, load_base_model, read_model_header, save_model_file
 
 __all__ = [
     "BaseModel",
+    "file_sha256",
     "MODEL_FORMAT",
     "save_model_file",
     "load_base_model",

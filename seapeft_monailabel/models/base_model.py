@@ -8,6 +8,7 @@ the base model already knows, matched by name ("zero-shot init"); new labels sta
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,15 @@ from .weights import LoadReport, WeightLoadError, load_pretrained
 
 
 MODEL_FORMAT = "seapeft-merged/1"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (read in 1 MiB blocks): the identity of a model file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def save_model_file(path: str | Path, state_dict: dict[str, torch.Tensor], spec: NetworkSpec, labels: dict[str, int],

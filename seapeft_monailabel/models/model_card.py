@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,18 +13,10 @@ import numpy as np  # noqa: E402
 
 from ..data.sites import get_site  # noqa: E402
 from ..evaluate.machine import describe_machine  # noqa: E402
+from .base_model import file_sha256  # noqa: E402
 
 if TYPE_CHECKING:
     from .pretrain import PretrainResult
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def draw_training_curve(log: list[dict], png_path: str | Path, labels: dict[str, int], title: str) -> Path:
@@ -95,7 +86,7 @@ def write_model_card(path: str | Path, result: PretrainResult, command: str, mod
         "",
         f"- Machine: {describe_machine(result.machine)}",
         f"- Wall time: {result.seconds / 60:.1f} min ({result.seconds:.0f} s), including data generation and evaluation",
-        f"- File: `model.pt`, {size_mb:.1f} MB, SHA-256 `{sha256(model_path)}`",
+        f"- File: `model.pt`, {size_mb:.1f} MB, SHA-256 `{file_sha256(model_path)}`",
         "",
         "## Network",
         "",

@@ -19,7 +19,6 @@ warning line.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -35,7 +34,7 @@ import torch
 import yaml
 from monai.inferers import sliding_window_inference
 
-from ..models import NetworkSpec
+from ..models import NetworkSpec, file_sha256
 from ..models.factory import spatial_multiple
 from ..search import load_merged_model
 from . import graph
@@ -91,14 +90,6 @@ class ServingModel:
         """
         with torch.no_grad(), (single_torch_thread() if self.runtime == "openvino" else nullcontext()):
             return sliding_window_inference(image, self.roi_size, 1, self.predictor, overlap=overlap, mode=mode)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_roi(spec: NetworkSpec, roi_size: Sequence[int]) -> tuple[int, int, int]:
@@ -199,7 +190,7 @@ def export_serving_models(model_path, out_dir, calibration_datalist, roi_size, p
     if progress:
         progress("convert", 1, 1, {})
     index: dict = {
-        "format": SERVING_FORMAT, "model": str(model_path.resolve()), "model_sha256": _sha256(model_path),
+        "format": SERVING_FORMAT, "model": str(model_path.resolve()), "model_sha256": file_sha256(model_path),
         "network": spec.to_dict(), "labels": labels, "roi_size": list(roi),
         "spacing": list(spacing) if spacing is not None else None, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "torch_weight_bytes": torch_weight_bytes(network), "models": {},
@@ -382,7 +373,7 @@ def _load_openvino(folder: Path, index: dict | None, reason: str | None, model_f
     entry = index.get("models", {}).get(precision)
     if not entry:
         raise ValueError(f"{folder / INDEX}: no {precision.upper()} model was exported")
-    if model_file.is_file() and _sha256(model_file) != index.get("model_sha256"):
+    if model_file.is_file() and file_sha256(model_file) != index.get("model_sha256"):
         raise ValueError(f"{folder / INDEX}: the converted models were made from another {model_file.name} "
                          "(trained since?); export them again")
     xml = folder / entry["xml"]

@@ -15,27 +15,19 @@ served model stays as it was.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from seapeft_monailabel.models import file_sha256
+
 POINTER = "published.json"
 RUNS = "runs"
 STATS = "train_stats.json"
 #: Files a complete run folder holds (written by seapeft_monailabel.search.run_search).
 RUN_FILES = ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")
-
-
-def sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_json_atomic(path: str | Path, data: dict) -> None:
@@ -74,7 +66,7 @@ def pointer_stamp(model_dir: str | Path) -> tuple[int, int] | None:
 def publish(model_dir: str | Path, run_id: str, record: dict) -> dict:
     """Point the server at ``runs/<run_id>`` (atomically). ``record`` adds units, cost, Dice and so on."""
     model_file = Path(model_dir) / RUNS / run_id / "model.pt"
-    pointer = {"run": run_id, "model": f"{RUNS}/{run_id}/model.pt", "sha256": sha256(model_file), **record}
+    pointer = {"run": run_id, "model": f"{RUNS}/{run_id}/model.pt", "sha256": file_sha256(model_file), **record}
     write_json_atomic(Path(model_dir) / POINTER, pointer)
     return pointer
 

@@ -16,11 +16,12 @@ from pathlib import Path
 
 from torch import nn
 
+from seapeft_monailabel.models import file_sha256
 from seapeft_monailabel.search import load_merged_model, resolve_device
 
 from ..configs.conf import AppConf
 from .base import load_base
-from .published import pointer_stamp, read_pointer, sha256
+from .published import pointer_stamp, read_pointer
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class ModelStore:
 
     def _load_adapted(self, pointer: dict) -> ServedModel:
         path = self.model_dir / pointer["model"]
-        digest = sha256(path)
+        digest = file_sha256(path)
         if digest != pointer["sha256"]:
             raise ValueError(f"{path}: checksum {digest[:12]} differs from the published {pointer['sha256'][:12]}")
         network, meta = load_merged_model(path)
@@ -117,7 +118,7 @@ class ModelStore:
 
     def _load_base(self, note: str | None) -> ServedModel:
         base = load_base(self.conf)
-        digest = sha256(self.conf.base_model) if self.conf.base_model.is_file() else ""
+        digest = file_sha256(self.conf.base_model) if self.conf.base_model.is_file() else ""
         logger.info(f"Base model: {base.summary}")
         return ServedModel(base.network.to(self.device), "base", f"base:{digest[:12]}", digest,
                            str(self.conf.base_model), base.labels, base.patch_size, base.spacing, self.device,
