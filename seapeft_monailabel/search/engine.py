@@ -166,7 +166,7 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
                      {n: registry.unit(n).cost for n in outcome.chosen}, files)
 
 
-def _adalora_hook(trainer: UnitTrainer, units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int], None]:
+def _adalora_hook(units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int], None]:
     initial = sum(u.level_value for u in units)
 
     def hook(step: int) -> None:
@@ -203,7 +203,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
                           device=device, bf16=config.bf16)
     adalora = [u for u in (registry.unit(n) for n in chosen) if isinstance(u, AdaLoRAUnit)]
     if adalora:
-        trainer.after_backward.append(_adalora_hook(trainer, adalora, steps))
+        trainer.after_backward.append(_adalora_hook(adalora, steps))
     stream = iter(PatchStream(items, config.patch_size, config.patches_per_step, config.seed, config.spacing))
     with staged_output(out_dir) as staging:
         events = EventLog(staging / "events.jsonl")
