@@ -23,6 +23,7 @@ COMMANDS = {
     "pretrain": "pretrain",
     "bench": "bench",
     "dicom": "dicom",
+    "explain": "explain",
 }
 
 

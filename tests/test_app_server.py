@@ -145,6 +145,25 @@ def test_infer_with_base_model(env):
         assert _mean_dice(values, truth) >= recorded["target_dice"]["mean"] - BASE_DICE_TOLERANCE
 
 
+def test_explain_task_answers_through_the_client(env):
+    client, studies = env["client"], env["studies"]
+    info = client.info()["models"]["seapeft_explain"]
+    assert info["type"] == "segmentation" and info["explains"]["bands"] == [0.2, 0.4, 0.6, 0.8]
+    path, params = client.infer("seapeft_explain", "target_000", {"structure": "liver"})
+    image = nib.load(str(studies / "target_000.nii.gz"))
+    result = nib.load(path)
+    assert result.shape == image.shape
+    np.testing.assert_allclose(result.affine, image.affine, atol=1e-3)
+    bands = _label_array(path)
+    assert params["explained"] == {"structure": "liver", "layer": "model.1", "empty": False}
+    assert set(np.unique(bands).tolist()) <= {0, 1, 2, 3, 4} and bands.max() == 4 and bands.min() == 0
+    assert params["label_names"]["saliency 80-100%"] == 4
+    message = _error(lambda: client.infer("seapeft_explain", "target_000", {"structure": "pancreas"}))
+    assert "structure 'pancreas' is not a label of the served model" in message
+    message = _error(lambda: client.infer("seapeft_explain", "target_000", {"layer": "decoder9"}))
+    assert "layer 'decoder9' is not a module" in message
+
+
 def test_infer_on_held_out_upload_with_base_model(env):
     held_out = env["held_out"]
     path, params = env["client"].infer("seapeft", "", {}, file=held_out["image"])

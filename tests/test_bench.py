@@ -64,6 +64,22 @@ def test_tiny_bench_writes_every_run(tiny_bench):
         assert by_key[("head", k)]["cost"] == 0 and by_key[(SEARCH, k)]["cost"] <= by_key[(SEARCH, k)]["budget"]
 
 
+def test_pointing_game_of_base_and_adapted_models(tiny_bench):
+    out, results, _ = tiny_bench
+    structures = {"liver", "gallbladder"}
+    assert set(results["base_pointing"]) == structures
+    for run in results["runs"]:  # SEA-PEFT's models play it; the baselines do not
+        if run["job"]["method"] == SEARCH:
+            assert set(run["pointing"]) == structures
+            assert all(rate in (0.0, 1.0) for rate in run["pointing"].values())  # one test volume: hit or miss
+        else:
+            assert run["pointing"] is None
+    table = results["summary"]["pointing"]
+    assert set(table) == {"base model", "SEA-PEFT, 1 shot", "SEA-PEFT, 2 shots"}
+    assert table["base model"]["liver"] == 100 * results["base_pointing"]["liver"]
+    assert "Pointing game" in (out / "results.md").read_text()
+
+
 def test_markdown_and_goals(tiny_bench):
     out, results, _ = tiny_bench
     text = (out / "results.md").read_text()

@@ -6,6 +6,8 @@ seed from a pool of generated target-site volumes) with the same run settings: S
 :func:`~seapeft_monailabel.search.run_fixed` (the same trainer, patches, steps and schedule), and
 ``random`` as a random unit set of the cost SEA-PEFT chose in that fold. Each run's merged model is
 then evaluated on the held-out test volumes (MONAI sliding window, Gaussian blending) per structure.
+SEA-PEFT's models and the base model also play the pointing game on the test volumes (does the 3D
+Grad-CAM maximum of each structure fall inside it; :mod:`seapeft_monailabel.explain`).
 
 Runs go to ``<out>/runs/k<k>/f<f>/<method>/`` (the run's own files plus ``record.json``); a run whose
 ``record.json`` holds the same job is not repeated, so an interrupted bench resumes where it stopped.
@@ -26,6 +28,7 @@ import numpy as np
 import torch
 
 from ..data.sites import get_site
+from ..explain import default_layer, pointing_game
 from ..models import load_base_model, read_model_header
 from ..peft import UnitRegistry, load_manifest
 from ..search import (
@@ -55,6 +58,26 @@ def _labels_order(labels: dict[str, int]) -> list[str]:
     return [n for n, _ in sorted(labels.items(), key=lambda kv: kv[1]) if n != "background"]
 
 
+def pointing_rates(network: torch.nn.Module, network_name: str, test: list[dict], labels: dict[str, int],
+                   config, device) -> dict[str, float]:
+    """Pointing-game hit rate per foreground structure over the test volumes (default explanation layer)."""
+    game = pointing_game(network, test, labels, default_layer(network_name), config.patch_size,
+                         spacing=config.spacing, device=device)
+    return {name: outcome["hit_rate"] for name, outcome in game.items()}
+
+
+def base_pointing(weights: str | Path, labels: dict[str, int], test: list[dict], config, device) -> dict[str, float]:
+    """The base model's pointing game on the test volumes (a head row it lacks, the novel structure's, is
+    re-created with a fixed seed)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        base = load_base_model(weights, labels)
+    network = base.network.eval().to(device)
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return pointing_rates(network, base.spec.name, test, labels, config, device)
+
+
 def run_job(job: dict) -> dict:
     """Train one method on one support set, evaluate it on the test volumes, write and return its record.
 
@@ -80,6 +103,8 @@ def run_job(job: dict) -> dict:
     scores = np.asarray(volumes, dtype=float)
     dice = {name: float(scores[:, i].mean()) for i, name in enumerate(_labels_order(labels))}
     dice["mean"] = float(scores.mean())
+    pointing = (pointing_rates(network, base.spec.name, job["test"], labels, config, device)
+                if job["method"] == SEARCH else None)
     record = {
         "job": {k: job[k] for k in ("method", "shots", "fold", "target_cost")},
         "support": [i["id"] for i in job["support"]],
@@ -97,6 +122,7 @@ def run_job(job: dict) -> dict:
         "head_only_dice": result.head_only_dice,
         "dice": dice,
         "dice_volumes": volumes,
+        "pointing": pointing,
         "train_seconds": round(trained_s, 1),
         "seconds": round(time.monotonic() - started, 1),
         "out_dir": job["out_dir"],
@@ -226,6 +252,8 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
     library = library_facts(weights, labels, run_config.budget_fraction)
     jobs = _jobs(bench, methods, pool, test, str(weights), labels, device, out)
     records = _execute(jobs, bench.workers, bench.threads, progress)
+    torch.set_num_threads(bench.workers * bench.threads)
+    pointing = base_pointing(weights, labels, test, run_config, resolve_device(device))
     site = get_site(bench.site)
     results = {
         "command": command,
@@ -241,6 +269,7 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
         "library": library,
         "machine": {**machine_info(resolve_device(device)), "torch_threads": bench.threads, "workers": bench.workers},
         "seconds": round(time.monotonic() - started, 1),
+        "base_pointing": pointing,
         "runs": sorted(records, key=lambda r: (r["job"]["shots"], r["job"]["fold"], r["job"]["method"])),
     }
     write_report(results, out)

@@ -57,7 +57,22 @@ def summarise(results: dict) -> dict:
             "seconds": float(np.mean([r["seconds"] for r in runs])),
             "runs": len(runs),
         }
-    return {"structures": structures, "methods": methods, "goals": _goals(methods)}
+    return {"structures": structures, "methods": methods, "goals": _goals(methods),
+            "pointing": _pointing(results, structures)}
+
+
+def _pointing(results: dict, structures: list[str]) -> dict:
+    """Pointing-game hit rates (%) per structure: the base model, and SEA-PEFT's models per shot (mean over folds)."""
+    table = {}
+    if results.get("base_pointing"):
+        table["base model"] = {s: 100 * results["base_pointing"][s] for s in structures}
+    for k in results["preset"]["shots"]:
+        runs = [r for r in results["runs"] if r["job"]["method"] == SEARCH and r["job"]["shots"] == k
+                and r.get("pointing")]
+        if runs:
+            table[f"SEA-PEFT, {k} shot{'s' * (k != 1)}"] = {s: float(np.mean([100 * r["pointing"][s] for r in runs]))
+                                                          for s in structures}
+    return table
 
 
 def _goals(methods: dict) -> dict:
@@ -135,6 +150,13 @@ def markdown(results: dict, summary: dict) -> str:
         if "random_gap" in g:
             lines.append(f"- Random unit sets of SEA-PEFT's cost: {g['random_mean']:.1f} "
                          f"({-g['random_gap']:+.1f} points against SEA-PEFT).")
+    if summary["pointing"]:
+        lines += ["", f"Pointing game (share of the {results['preset']['test']} test volumes whose Grad-CAM maximum "
+                  "lies inside the structure, %; SEA-PEFT: mean over folds):", "",
+                  "| model | " + " | ".join(f"{s}{tag[s]}" for s in structures) + " |",
+                  "|---" * (1 + len(structures)) + "|"]
+        for name, rates in summary["pointing"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{rates[s]:.0f}" for s in structures) + " |")
     if results.get("skipped_methods"):
         lines += ["", "Not applicable to this network: "
                   + "; ".join(f"{m} ({why})" for m, why in results["skipped_methods"].items()) + "."]

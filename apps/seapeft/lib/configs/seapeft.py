@@ -11,6 +11,7 @@ from pathlib import Path
 from monailabel.interfaces.config import TaskConfig
 
 from ..activelearning.uncertainty import Uncertainty
+from ..infers.explanation import SeaPeftExplanation
 from ..infers.predictor import PredictorPicker
 from ..infers.segmentation import SeaPeftSegmentation
 from ..models.published import read_pointer
@@ -33,9 +34,13 @@ class SeaPeft(TaskConfig):
         self.picker = PredictorPicker(self.app_conf.runtime, self.app_conf.precision)
 
     def infer(self):
-        return {self.name: SeaPeftSegmentation(
+        segmentation = SeaPeftSegmentation(
             self.store, self.picker, self.labels, self.app_conf.overlap,
-            "Segmentation by the latest published SEA-PEFT adapted model, else the base model")}
+            "Segmentation by the latest published SEA-PEFT adapted model, else the base model")
+        explanation = SeaPeftExplanation(
+            self.store, self.app_conf.overlap,
+            "Grad-CAM of one structure of the served model (params: structure, layer), as saliency bands")
+        return {self.name: segmentation, f"{self.name}_explain": explanation}
 
     def trainer(self):
         return SeaPeftTrain(self.app_conf, self.path,

@@ -34,6 +34,7 @@ class ServedModel:
     """
 
     network: nn.Module
+    network_name: str  # "unet" or "swinunetr"
     kind: str  # "adapted" or "base"
     model_id: str
     sha256: str
@@ -112,15 +113,15 @@ class ModelStore:
         if labels != self.conf.labels:
             raise ValueError(f"{path}: made for labels {labels}, the server's labels are {self.conf.labels}")
         spacing = pointer.get("spacing")
-        return ServedModel(network.to(self.device), "adapted", f"adapted:{pointer['run']}:{digest[:12]}", digest,
-                           str(path), labels, tuple(pointer["patch_size"]),
+        return ServedModel(network.to(self.device), meta["network"]["name"], "adapted",
+                           f"adapted:{pointer['run']}:{digest[:12]}", digest, str(path), labels, tuple(pointer["patch_size"]),
                            tuple(spacing) if spacing else None, self.device, adapter=pointer)
 
     def _load_base(self, note: str | None) -> ServedModel:
         base = load_base(self.conf)
         digest = file_sha256(self.conf.base_model) if self.conf.base_model.is_file() else ""
         logger.info(f"Base model: {base.summary}")
-        return ServedModel(base.network.to(self.device), "base", f"base:{digest[:12]}", digest,
+        return ServedModel(base.network.to(self.device), base.spec.name, "base", f"base:{digest[:12]}", digest,
                            str(self.conf.base_model), base.labels, base.patch_size, base.spacing, self.device,
                            from_file=base.same_as_file, note=note)
 
