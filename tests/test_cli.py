@@ -77,6 +77,18 @@ def _one_error_line(done, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+def test_task_labels_come_from_the_datastore(workspace):
+    """A base model with other labels (the source site's) trains for the labels the datastore describes."""
+    source = {"background": 0, "liver": 1, "spleen": 2, "aorta": 3}
+    spec = NetworkSpec(name="unet", out_channels=4, channels=(8, 16, 32), strides=(2, 2))
+    save_model_file(workspace / "source_base.pt", build_network(spec).state_dict(), spec, source)
+    out = workspace / "relabelled"
+    done = _run("finetune", "--method", "head", "--images", workspace / "data", "--weights",
+                workspace / "source_base.pt", "--out", out, "--preset", "tiny")
+    assert done.returncode == 0, done.stderr
+    assert load_merged_model(out / "model.pt")[1]["labels"] == LABELS  # from data/dataset.json, not the file's
+
+
 def test_bad_input_gets_one_clear_line(workspace, tmp_path):
     common = ["--out", tmp_path / "out", "--preset", "tiny"]
     _one_error_line(_run("search", "--images", tmp_path / "missing", "--weights", workspace / "base.pt", *common),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.datastore import image_path, list_ids
+from ..data.datastore import DATASET_JSON, image_path, list_ids
 from ..models import NetworkSpec, build_network, head_module_names, load_base_model, load_pretrained
 from ..search import preset
 
@@ -26,7 +26,8 @@ def add_model_arguments(parser) -> None:
     model.add_argument("--weights", required=True, help="base model file (seapeft model.pt, a state dict, or a MONAI bundle)")
     model.add_argument("--network", choices=["swinunetr", "unet"], help="network, when --weights is a plain state dict")
     model.add_argument("--feature-size", type=int, default=12, help="SwinUNETR feature size for plain state dicts")
-    model.add_argument("--label-names", help='JSON {"background": 0, "liver": 1, ...} of the task (default: the file\'s)')
+    model.add_argument("--label-names", help='JSON {"background": 0, "liver": 1, ...} of the task (default: the '
+                       "labels of the --images folder's dataset.json, else the weights file's)")
 
 
 def add_run_arguments(parser, with_out: bool = True, default_preset: str = "cpu") -> None:
@@ -95,9 +96,23 @@ def config_from_args(args):
     return preset(args.preset, **changes)
 
 
+def task_labels(args) -> dict[str, int] | None:
+    """The task's labels: ``--label-names``, else the ``labels`` of ``<--images>/dataset.json``, else None."""
+    if args.label_names:
+        return json.loads(args.label_names)
+    described = Path(args.images) / DATASET_JSON if getattr(args, "images", None) else None
+    if described is not None and described.is_file():
+        try:
+            labels = json.loads(described.read_text()).get("labels")
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{described}: not valid JSON ({err})") from None
+        return {str(k): int(v) for k, v in labels.items()} if labels else None
+    return None
+
+
 def model_from_args(args):
     """(network, spec, head names, labels) from ``--weights`` and friends."""
-    labels = json.loads(args.label_names) if args.label_names else None
+    labels = task_labels(args)
     if args.network:
         if labels is None:
             raise ValueError("--label-names is required with --network (a plain state dict has no label names)")
