@@ -12,7 +12,11 @@ class SearchConfig:
     Budget: ``budget`` parameters if given, else ``budget_fraction`` of the backbone's parameters
     (default 0.5 %). Cadences are in training steps: probes every ``probe_every`` (S), audits every
     ``audit_every`` (A), allocations every ``allocate_every`` (2A). ``max_steps`` bounds the search;
-    ``refine_steps`` the final fine-tune of the chosen set on all labelled volumes.
+    ``refine_steps`` the final fine-tune of the chosen set on all labelled volumes. Block units (full,
+    decoder tuning) train at ``lr``; the head and every other unit at ``lr * adapter_lr_scale`` (see
+    :mod:`.trainer`), in SEA-PEFT and in the fixed baselines alike. With ``prior_start`` the search
+    starts from the saliency prior's knapsack under the budget (see :mod:`.episode`) instead of an
+    empty set.
     """
 
     budget_fraction: float = 0.005
@@ -31,6 +35,7 @@ class SearchConfig:
     audit_patches: int = 4
     saliency_batches: int = 2
     lr: float = 1e-3
+    adapter_lr_scale: float = 10.0
     weight_decay: float = 0.0
     orthogonality_weight: float = 0.1
     ema_beta: float | None = None
@@ -45,6 +50,7 @@ class SearchConfig:
     audit_fraction: float = 0.2
     debt_horizon: int = 6
     probe_fraction: float = 0.25
+    prior_start: bool = True
     history: int = 5
     selection_tolerance: float = 0.001
     stop_patience: int = 4
@@ -60,6 +66,9 @@ class SearchConfig:
                 raise ValueError(f"SearchConfig.{name} must be >= 1 (got {getattr(self, name)})")
         if self.allocate_every % self.audit_every:
             raise ValueError("SearchConfig.allocate_every must be a multiple of audit_every (an audit precedes every allocation)")
+        if self.lr <= 0 or self.adapter_lr_scale <= 0:
+            raise ValueError(f"SearchConfig.lr and adapter_lr_scale must be > 0 "
+                             f"(got {self.lr}, {self.adapter_lr_scale})")
         if not 0 < self.budget_fraction < 1:
             raise ValueError(f"SearchConfig.budget_fraction must be in (0, 1) (got {self.budget_fraction})")
         if len(self.patch_size) != 3:

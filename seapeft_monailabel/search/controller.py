@@ -69,8 +69,9 @@ class UnitState(str, Enum):
 class Transition:
     """One state change of one unit.
 
-    ``reason`` is one of ``probe``, ``votes``, ``rank_change`` (forced off because a sibling level
-    turned on). ``first_on`` is True when the unit turns on for the first time in the run.
+    ``reason`` is one of ``start`` (the search's starting set), ``probe``, ``votes``, ``rank_change``
+    (forced off because a sibling level turned on). ``first_on`` is True when the unit turns on for
+    the first time in the run.
     """
 
     unit: str
@@ -94,6 +95,7 @@ class UnitController:
         guard: int = 3,
         initial_active: Iterable[str] = (),
         probe_guard: int | None = None,
+        initial_guard: int = 0,
     ) -> None:
         """Create the controller with every unit CANDIDATE except ``initial_active``.
 
@@ -106,6 +108,7 @@ class UnitController:
             guard: allocations after a transition during which the unit cannot flip.
             probe_guard: the guard after a probe (default ``guard``).
             initial_active: units that start ACTIVE (total cost ``<= B``, one per group).
+            initial_guard: the guard of the ``initial_active`` units (allocations before they can flip).
         """
         self._units: dict[str, UnitLike] = {}
         for unit in units:
@@ -114,7 +117,7 @@ class UnitController:
             if unit.cost < 1:
                 raise ValueError(f"unit {unit.name!r} has cost {unit.cost}")
             self._units[unit.name] = unit
-        if min(v_active, v_probation) < 1 or guard < 0 or budget < 0 or probe_allowance < 0:
+        if min(v_active, v_probation) < 1 or min(guard, initial_guard) < 0 or budget < 0 or probe_allowance < 0:
             raise ValueError("votes must be >= 1; guard, budget and allowance must be >= 0")
         self.budget = budget
         self.probe_allowance = probe_allowance
@@ -137,6 +140,7 @@ class UnitController:
             if self._group_on(name) is not None:
                 raise ValueError(f"initial_active holds two levels of group {self._units[name].group}")
             self._state[name] = UnitState.ACTIVE
+            self._guard[name] = initial_guard
             self._ever_on.add(name)
         if self.active_cost() > budget:
             raise ValueError(f"initial_active costs {self.active_cost()} > budget {budget}")

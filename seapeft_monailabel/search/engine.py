@@ -200,7 +200,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     budget = config.resolve_budget(registry.backbone_parameters)
     steps = config.max_steps + config.refine_steps
     trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay, config.orthogonality_weight,
-                          device=device, bf16=config.bf16)
+                          device=device, bf16=config.bf16, adapter_lr_scale=config.adapter_lr_scale)
     adalora = [u for u in (registry.unit(n) for n in chosen) if isinstance(u, AdaLoRAUnit)]
     if adalora:
         trainer.after_backward.append(_adalora_hook(adalora, steps))

@@ -1,5 +1,5 @@
-"""One SEA-PEFT episode: warm start, saliency prior, then search / audit / allocate until the stop rule,
-final selection among candidate sets, and the refine stage.
+"""One SEA-PEFT episode: warm start, saliency prior (and the starting set it ranks first), then search /
+audit / allocate until the stop rule, final selection among candidate sets, and the refine stage.
 
 The decision objects (estimator, controller, allocator, sampler, proposer, stop rule) are pure logic;
 this loop is the only place where they meet the network: it applies the controller's transitions to
@@ -18,7 +18,7 @@ from ..peft import UnitRegistry
 from .allocator import Allocator
 from .audit import Auditor
 from .config import SearchConfig
-from .controller import Transition, UnitController
+from .controller import Transition, UnitController, UnitState
 from .distributed import DistContext
 from .estimator import UtilityEstimator
 from .events import EventLog
@@ -113,20 +113,19 @@ class SearchEpisode:
             auditor = Auditor(registry, images, labels, n_classes, device=device, ctx=ctx)
         self.auditor = auditor
         self.trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay,
-                                   config.orthogonality_weight, device=device, bf16=config.bf16, ctx=ctx)
-        allowance = max(int(config.probe_fraction * self.budget), 1)
+                                   config.orthogonality_weight, device=device, bf16=config.bf16,
+                                   adapter_lr_scale=config.adapter_lr_scale, ctx=ctx)
+        self.allowance = max(int(config.probe_fraction * self.budget), 1)
         self.units = [u for u in registry if u.cost <= self.budget]
         if not self.units:
             raise ValueError(f"budget {self.budget} is smaller than every unit of manifest '{registry.manifest.name}'")
-        self.controller = UnitController(self.units, self.budget, allowance, v_active=config.votes,
-                                         v_probation=config.probation_votes, guard=config.guard,
-                                         probe_guard=config.probe_guard)
+        self.controller = self._controller(())
         self.estimator = UtilityEstimator(beta=config.beta_for(shots), window=config.window, lam=config.robust_lambda)
         self.allocator = Allocator(self.units, self.budget, beta_unc=config.uncertainty_bonus,
                                    hysteresis=config.hysteresis)
         self.sampler = AuditSampler([u.name for u in self.units], fraction=config.audit_fraction,
-                                    horizon=config.debt_horizon)
-        self.proposer = ProbeProposer(self.units, allowance, beta_unc=config.uncertainty_bonus)
+                                    horizon=config.debt_horizon, measurable_only=True)
+        self.proposer = ProbeProposer(self.units, self.allowance, beta_unc=config.uncertainty_bonus)
         self.stop = StopRule(config.max_steps, patience=config.stop_patience, time_limit_s=config.time_limit_s)
         self.trained: set[str] = set()
         self.on_since: dict[str, int] = {}
@@ -134,6 +133,13 @@ class SearchEpisode:
         self.history: list[tuple[int, tuple[str, ...]]] = []
 
     # ----------------------------------------------------------------- helpers
+    def _controller(self, start: Sequence[str]) -> UnitController:
+        """The unit controller, with ``start`` ACTIVE under the probe guard."""
+        cfg = self.config
+        return UnitController(self.units, self.budget, self.allowance, v_active=cfg.votes,
+                              v_probation=cfg.probation_votes, guard=cfg.guard, probe_guard=cfg.probe_guard,
+                              initial_active=start, initial_guard=cfg.probe_guard)
+
     def _decide(self, decide: Callable[[], tuple]) -> tuple:
         """Run ``decide`` on rank 0 and hand its result to every rank."""
         return self.ctx.broadcast(decide() if self.ctx.is_main else None)
@@ -161,9 +167,22 @@ class SearchEpisode:
             loss = self.trainer.step(image, label)
             self.events.write("train", stage="warmup", step=i, loss=loss, lr=self.trainer.current_lr())
         batches = list(islice(stream, self.config.saliency_batches))
-        prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device, self.ctx)
+        prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device, self.ctx,
+                               lr_scale=self.trainer.lr_scale)
         self.events.write("prior", values={u.name: prior[u.name] for u in self.units})
         return prior
+
+    def _start_from_prior(self) -> None:
+        """Switch on the knapsack of the saliency prior under the budget, ACTIVE from step 0.
+
+        The prior ranks units by predicted loss drop per parameter; the greedy fill (one level per group,
+        positive prior only) makes the budget bind from the first search step, so the set that is
+        finally chosen has trained for most of the search instead of only after a few probe rounds.
+        The audits then judge these units like any other (their start guard is the probe guard).
+        """
+        start = self._decide(lambda: tuple(sorted(self.allocator.solve_guard_free(self.prior, {}).desired)))
+        self.controller = self._controller(start)
+        self._apply([Transition(n, UnitState.CANDIDATE, UnitState.ACTIVE, "start", first_on=True) for n in start], 0)
 
     def _audit(self, step: int) -> None:
         def choose():
@@ -262,6 +281,8 @@ class SearchEpisode:
         started = time.monotonic()
         self.prior = self._warm_start(stream)
         head_only = self.auditor.dice([])
+        if cfg.prior_start:
+            self._start_from_prior()
         reason, step = "step_limit", 0
         for step in range(1, cfg.max_steps + 1):
             image, label = next(stream)

@@ -36,6 +36,14 @@ least once. The on pool gets ``ceil(on_share * free)`` slots (``on_share`` 0.75)
 pool the rest; a pool too small passes its excess to the other one; a remaining shortfall is filled by
 the most indebted other units. Within a pool: never-measured units first (no uncertainty yet), then
 descending uncertainty, then descending debt, then name. The sampler is deterministic.
+
+Measurable units only (``measurable_only=True``, what the search uses). A unit that has never been
+trained is exactly zero, so auditing it measures nothing; covering it only spends audit slots (in a
+short search most slots went to such units). With this option the rotation holds only the units passed
+as ``trained``: a unit enters it, with debt 0, when it is first trained, forcing and the shortfall fill
+look at these units only, and a sample may hold fewer than ``k`` units while fewer are measurable. The
+bound holds for them, from the audit they enter: a unit entering with debt 0 has deadline ``H`` and only
+adds one to ``n_H``, which stays ``<= N <= k H``; the induction above is otherwise unchanged.
 """
 
 from __future__ import annotations
@@ -53,9 +61,10 @@ class AuditSampler:
         fraction: float = 0.2,
         horizon: int = 6,
         on_share: float = 0.75,
+        measurable_only: bool = False,
     ) -> None:
-        """Args: all unit names, the audit fraction, the debt horizon ``H``, and the share of the free
-        slots given to units that are on."""
+        """Args: all unit names, the audit fraction, the debt horizon ``H``, the share of the free
+        slots given to units that are on, and whether only trained units are audited (module docstring)."""
         if len(set(names)) != len(names) or not names:
             raise ValueError("names must be non-empty and unique")
         if horizon < 1 or not 0.0 <= fraction <= 1.0 or not 0.0 <= on_share <= 1.0:
@@ -64,6 +73,8 @@ class AuditSampler:
         self.horizon = horizon
         self.fraction = fraction
         self.on_share = on_share
+        self.measurable_only = measurable_only
+        self._pool: set[str] = set(self.names)
         n = len(self.names)
         self.k = min(n, max(math.floor(fraction * n + 0.5), math.ceil(n / horizon)))
         self._debt = {name: 0 for name in self.names}
@@ -77,10 +88,11 @@ class AuditSampler:
 
     def forced(self) -> list[str]:
         """The units that must be audited now to keep the coverage bound, oldest debt first."""
-        order = sorted(self.names, key=lambda n: (-self._debt[n], n))
+        names = [n for n in self.names if n in self._pool]
+        order = sorted(names, key=lambda n: (-self._debt[n], n))
         m = 0
         for j in range(1, self.horizon + 1):
-            n_j = sum(1 for name in self.names if self._debt[name] >= self.horizon - j)
+            n_j = sum(1 for name in names if self._debt[name] >= self.horizon - j)
             m = max(m, n_j - self.k * (j - 1))
         return order[:m]
 
@@ -95,8 +107,11 @@ class AuditSampler:
         Args:
             on_units: units whose gate is on (PROBATION or ACTIVE).
             uncertainty: current uncertainty of measured units (absent = never measured).
-            trained: units that have been trained at least once (off ones form the second pool).
+            trained: units that have been trained at least once (off ones form the second pool; with
+                ``measurable_only`` they are the only units sampled).
         """
+        if self.measurable_only:
+            self._pool = set(trained) & set(self._debt)
         chosen = self.forced()
         taken = set(chosen)
         free = self.k - len(chosen)
@@ -109,7 +124,8 @@ class AuditSampler:
         n_on = min(len(on_pool), free - n_off)
         chosen += on_pool[:n_on] + off_pool[:n_off]
         taken = set(chosen)
-        rest = sorted((n for n in self.names if n not in taken), key=lambda n: (-self._debt[n], n))
+        rest = sorted((n for n in self.names if n not in taken and n in self._pool),
+                      key=lambda n: (-self._debt[n], n))
         chosen += rest[: self.k - len(chosen)]
         return chosen
 
@@ -125,7 +141,7 @@ class AuditSampler:
                 self._max_gap[name] = max(self._max_gap[name], self._debt[name] + 1)
                 self._debt[name] = 0
                 self._count[name] += 1
-            else:
+            elif name in self._pool:
                 self._debt[name] += 1
 
     def max_gap(self, name: str) -> int:

@@ -3,8 +3,17 @@
 Units that are off have no gradient, so AdamW leaves them (and their moments) alone. When a unit
 turns on, its optimiser state is dropped: a unit coming back starts with fresh moments instead of
 stale ones from a different active set (reference defect 10). Every unit follows the same learning
-rate whenever it was switched on: a linear warm-up over the first steps of the run, constant during
-the search, cosine decay during the refine stage.
+rate schedule whenever it was switched on: a linear warm-up over the first steps of the run, constant
+during the search, cosine decay during the refine stage.
+
+Two rates on that schedule: block units (pretrained weights trained in place: full fine-tuning,
+decoder tuning) train at ``lr``; the head (whose rows for new labels start untrained) and the units
+that add new parameters at zero effect (LoRA, SALT, SSF, BitFit, AdaLoRA, AdaptFormer, Adapter) at
+``lr * adapter_lr_scale``, in every method alike. Adam moves every parameter by about the learning rate
+per step whatever its gradient, so a unit of a few hundred parameters starting from zero must take
+larger steps than a network-wide fine-tune to change the function as much in the same number of
+steps; training new layers and LoRA-style units at several times the fine-tuning rate of pretrained
+weights is the usual practice.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ class UnitTrainer:
 
     Args:
         registry: the network's units (gates decide what trains).
-        lr: base learning rate (AdamW, weight decay ``weight_decay``).
+        lr: base learning rate (AdamW, weight decay ``weight_decay``) of block units.
+        adapter_lr_scale: factor on ``lr`` for the head and every other unit (see the module docstring).
         warmup_steps: steps of linear warm-up from ``lr / 20``.
         orthogonality_weight: weight of the units' regularisers (AdaLoRA's orthogonality penalty).
         device: where the network lives.
@@ -37,7 +47,9 @@ class UnitTrainer:
 
     def __init__(self, registry: UnitRegistry, lr: float, warmup_steps: int = 0, weight_decay: float = 0.0,
                  orthogonality_weight: float = 0.1, device: torch.device | str = "cpu", bf16: bool = False,
-                 ctx: DistContext = DistContext()):
+                 ctx: DistContext = DistContext(), adapter_lr_scale: float = 1.0):
+        if adapter_lr_scale <= 0:
+            raise ValueError(f"adapter_lr_scale must be > 0 (got {adapter_lr_scale})")
         self.registry = registry
         self.ctx = ctx
         self._ddp: tuple[tuple[str, ...], DistributedDataParallel] | None = None
@@ -46,14 +58,24 @@ class UnitTrainer:
         self.base_lr = lr
         self.warmup_steps = warmup_steps
         self.orthogonality_weight = orthogonality_weight
-        params = {id(p): p for p in registry.head_parameters()}
+        self.adapter_lr_scale = adapter_lr_scale
+        scales = {id(p): (p, adapter_lr_scale) for p in registry.head_parameters()}
         for unit in registry:
-            params.update({id(p): p for p in unit.trainable_parameters()})
-        self.optimizer = torch.optim.AdamW(list(params.values()), lr=lr, weight_decay=weight_decay)
+            scale = self.lr_scale(unit)
+            scales.update({id(p): (p, scale) for p in unit.trainable_parameters()})
+        groups: dict[float, list[torch.Tensor]] = {}
+        for p, scale in scales.values():
+            groups.setdefault(scale, []).append(p)
+        self.optimizer = torch.optim.AdamW([{"params": ps, "scale": scale} for scale, ps in groups.items()],
+                                           lr=lr, weight_decay=weight_decay)
         self.loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         self.step_count = 0
         self._decay: tuple[int, int] | None = None
         self.after_backward: list = []  # callables(step) run while the gradients exist (AdaLoRA's importance)
+
+    def lr_scale(self, unit) -> float:
+        """Factor on the base learning rate for ``unit``: 1 for block units, ``adapter_lr_scale`` otherwise."""
+        return 1.0 if unit.kind == "block" else self.adapter_lr_scale
 
     def forget(self, names: Iterable[str]) -> None:
         """Drop the optimiser state of the named units (call when they turn on)."""
@@ -89,8 +111,9 @@ class UnitTrainer:
         """One optimiser step on a batch ``(P, 1, *patch)``; returns the (local) loss."""
         network = self._model()
         network.train()
+        lr = self.current_lr()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.current_lr()
+            group["lr"] = lr * group["scale"]
         image, label = image.to(self.device), label.to(self.device)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = network(image)
