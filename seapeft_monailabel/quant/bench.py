@@ -14,15 +14,18 @@ import os
 import platform
 import statistics
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
+import openvino as ov
 import torch
 
 from ..data.transforms import eval_transforms
-from .runtime import single_torch_thread
+from .convert import FP32_HINT
 from .noninferiority import MAX_DROP_POINTS, compare, load_volumes, volume_dices
+from .runtime import single_torch_thread
 from .serving import ServingModel, load_serving_model
 
 #: Goals the INT8 model is held to (ratios measured in one run).
@@ -122,6 +125,45 @@ def run_benchmark(model_dir, volume: str | Path, heldout: Sequence[dict], thread
                   "speedup_vs_torch_fp32": ratios["speedup_vs_torch_fp32"] >= GOALS["speedup_vs_torch_fp32"],
                   "dice": int8_vs_fp32.passed},
     }
+
+
+#: Parts of a window's time reported by :func:`time_by_part`, in print order.
+PARTS = ("attention", "convolutions and linear layers", "normalisations", "other")
+
+
+def _part(info: ov.ProfilingInfo) -> str:
+    """Which part of the network a runtime layer belongs to.
+
+    Fused attention is one ``Subgraph`` per Swin block, named after an op of the block's ``attn``
+    module; LayerNorm runs as ``MVN`` or as ``RMS`` with ``ReduceMean``; INT8 convolutions and linear
+    layers keep their layer type (``FullyConnectedQuantizedLegacy`` and the like).
+    """
+    if info.node_type == "Subgraph" and ".attn/" in info.node_name:
+        return "attention"
+    if info.node_type.startswith(("Convolution", "FullyConnected")):
+        return "convolutions and linear layers"
+    if info.node_type in ("MVN", "RMS", "ReduceMean"):
+        return "normalisations"
+    return "other"
+
+
+def time_by_part(model: ov.Model, threads: int = 2, runs: int = 5, seed: int = 0) -> dict[str, float]:
+    """Milliseconds of one window ``(1, C, *roi)`` by part of the network, from OpenVINO's per-layer counters.
+
+    Compiles ``model`` with the FP32 hint and ``PERF_COUNT``, runs a random window once to warm up, then
+    ``runs`` times; returns the mean time of each part of :data:`PARTS` (the counters' sum is close to,
+    not equal to, the wall time: they leave out the time between layers).
+    """
+    compiled = ov.Core().compile_model(model, "CPU", {**FP32_HINT, "PERF_COUNT": True,
+                                                      "INFERENCE_NUM_THREADS": int(threads)})
+    request = compiled.create_infer_request()
+    window = np.random.default_rng(seed).random(tuple(compiled.input(0).get_shape()), dtype=np.float32)
+    totals = dict.fromkeys(PARTS, 0.0)
+    for run in range(runs + 1):
+        request.infer({0: window})
+        for info in request.profiling_info if run else ():
+            totals[_part(info)] += info.real_time.total_seconds() * 1000 / runs
+    return totals
 
 
 def to_markdown(result: dict) -> str:

@@ -4,12 +4,21 @@ The network is converted for one fixed input shape ``(1, C_in, *roi_size)``: sli
 calls it with exactly that shape (``sw_batch_size=1``). A fixed shape lets OpenVINO pick the fastest
 kernels and lets SwinUNETR's shifted-window attention masks fold into constants.
 
+SwinUNETR's window attention is converted through MONAI's own scaled-dot-product-attention path
+(``WindowAttention.use_flash_attention``, the same softmax(q k^T * scale + bias) v with the relative
+position bias and the shifted-window mask as one additive bias), set on a copy of the network. OpenVINO
+turns it into ``ScaledDotProductAttention`` ops that the CPU plugin runs as fused attention in every
+block; the default path reshapes the scores around the shifted-window mask, which stops that fusion in
+the shifted blocks (their scores then go through separate MatMul, Add and Softmax kernels, the largest
+FP32 cost of a window; docs/BENCHMARKS.md, INT8 section).
+
 Compilation always sets ``INFERENCE_PRECISION_HINT`` to ``f32``: on CPUs with BF16 (AVX512_BF16, AMX)
 OpenVINO would otherwise run FP32 models, and the FP32 parts of INT8 models, in BF16.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -29,6 +38,25 @@ def input_shape(in_channels: int, roi_size: Sequence[int]) -> tuple[int, ...]:
     return (1, int(in_channels), *roi)
 
 
+#: MONAI attention modules (``WindowAttention``) switch to scaled-dot-product attention with this attribute.
+FUSED_ATTENTION_FLAG = "use_flash_attention"
+
+
+def fused_attention(network: nn.Module) -> nn.Module:
+    """``network`` itself when no module has MONAI's attention flag, else a copy with the flag set on all.
+
+    MONAI takes the scaled-dot-product path only without gradients (conversion traces under
+    ``torch.no_grad``); the caller's network is left as it was.
+    """
+    if not any(isinstance(getattr(m, FUSED_ATTENTION_FLAG, None), bool) for m in network.modules()):
+        return network
+    network = copy.deepcopy(network)
+    for module in network.modules():
+        if isinstance(getattr(module, FUSED_ATTENTION_FLAG, None), bool):
+            setattr(module, FUSED_ATTENTION_FLAG, True)
+    return network
+
+
 @torch.no_grad()
 def to_openvino(network: nn.Module, in_channels: int, roi_size: Sequence[int]) -> ov.Model:
     """Convert ``network`` (eval mode, on the CPU, every parameter frozen) for input ``(1, C_in, *roi_size)``.
@@ -36,7 +64,7 @@ def to_openvino(network: nn.Module, in_channels: int, roi_size: Sequence[int]) -
     Returns an ``openvino.Model`` mapping ``(1, C_in, *roi)`` float32 to logits ``(1, K, *roi)``.
     """
     shape = input_shape(in_channels, roi_size)
-    network = network.eval().cpu()
+    network = fused_attention(network).eval().cpu()
     for p in network.parameters():
         p.requires_grad_(False)
     example = torch.rand(shape)

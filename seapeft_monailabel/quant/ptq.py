@@ -5,6 +5,12 @@ What stays FP32 (NNCF ignored scope), and why:
 - attention-score matmuls (``q k^T`` and ``attn v``, both operands activations), fused attention and
   softmax: quantizing them costs time and accuracy (reference/int8_cpu_measured.md);
 - normalisations (InstanceNorm, LayerNorm: OpenVINO ``MVN``): their inputs have a wide range;
+- elementwise ``Add`` and ``Multiply`` (residual sums, biases, the attention scale and score biases):
+  INT8 pays off in the weighted ops; NNCF would otherwise put quantize/dequantize pairs on both
+  inputs of every residual sum and, in SwinUNETR's shifted blocks, on the attention scores themselves,
+  elementwise work over whole feature maps that costs more than INT8 saves (docs/BENCHMARKS.md, INT8
+  section). Only the inputs of convolutions and weighted matmuls are quantized, which is also where
+  :mod:`.qat` places its fake quantization;
 - units left unmerged (adapters with a non-linearity, ops under ``peft_units``): a handful of
   parameters that carry the adaptation, cheap to keep exact;
 - optionally the first and last convolutions (the 1-channel input and the logits), see
@@ -29,7 +35,7 @@ from ..data.transforms import train_transforms
 from . import graph
 
 #: Op types always kept FP32.
-KEEP_FP32_TYPES = graph.NORM_TYPES + ("Softmax", "ScaledDotProductAttention")
+KEEP_FP32_TYPES = graph.NORM_TYPES + ("Softmax", "ScaledDotProductAttention", "Add", "Multiply")
 #: Ops of units left unmerged (their module path contains the registry's unit container).
 UNMERGED_PATTERN = r".*\.peft_units\..*"
 

@@ -25,8 +25,8 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import nullcontext
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,12 @@ from .convert import compile_model, read_ir, save_ir, to_openvino, torch_weight_
 from .noninferiority import MAX_DROP_POINTS, compare, load_volumes, volume_dices
 from .ptq import calibration_patches, quantize_ptq
 from .qat import quantization_aware_training
-from .runtime import OpenVINOPredictor, convolution_precisions, require_quantized, single_torch_thread
+from .runtime import (
+    OpenVINOPredictor,
+    convolution_precisions,
+    require_quantized,
+    single_torch_thread,
+)
 
 logger = logging.getLogger(__name__)
 

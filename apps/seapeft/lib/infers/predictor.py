@@ -32,16 +32,25 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class PredictorChoice:
-    """A predictor mapping ``(B, 1, *roi_size)`` windows to ``(B, K, *roi_size)`` logits, and what runs it."""
+    """A predictor mapping ``(B, 1, *roi_size)`` windows to ``(B, K, *roi_size)`` logits, and what runs it.
+
+    ``int8_dice_drop_points`` / ``int8_p_value``: the INT8 model's mean Dice drop against OpenVINO FP32
+    and its Wilcoxon p-value, measured when the converted models were exported (None without them).
+    """
 
     predictor: Predictor
     roi_size: tuple[int, int, int]
     runtime: str
     precision: str
     note: str | None = None
+    int8_dice_drop_points: float | None = None
+    int8_p_value: float | None = None
 
     def describe(self) -> dict:
         out = {"runtime": self.runtime, "precision": self.precision, "roi_size": list(self.roi_size)}
+        if self.int8_dice_drop_points is not None:
+            out["int8_dice_drop_points"] = self.int8_dice_drop_points
+            out["int8_p_value"] = self.int8_p_value
         if self.note:
             out["note"] = self.note
         return out
@@ -63,6 +72,14 @@ class PredictorPicker:
         self.precision = precision
         self._lock = threading.Lock()
         self._cache: dict[str, PredictorChoice] = {}
+
+    def answering(self) -> dict | None:
+        """What answered the last request (``{"model": id, **choice.describe()}``); None before the first.
+
+        Builds nothing: /info calls it, and loading a model there would stall a viewer's connection.
+        """
+        with self._lock:
+            return next(({"model": model_id, **choice.describe()} for model_id, choice in self._cache.items()), None)
 
     def __call__(self, served: ServedModel) -> PredictorChoice:
         with self._lock:
@@ -96,4 +113,5 @@ class PredictorPicker:
         note = serving.info.get("fallback")
         if serving.runtime == "torch":
             return self._torch(served, f"OpenVINO {self.precision} not served ({note}); PyTorch fp32 serves")
-        return PredictorChoice(serving.predictor, tuple(serving.roi_size), serving.runtime, serving.precision, note)
+        return PredictorChoice(serving.predictor, tuple(serving.roi_size), serving.runtime, serving.precision, note,
+                               serving.info.get("dice_drop_points"), serving.info.get("p_value"))

@@ -53,14 +53,19 @@ class SeaPeftSegmentation(BasicInferTask):
         return True
 
     def info(self) -> dict:
-        """The task's info plus what answers, without loading anything (the published pointer, the base path)."""
+        """The task's info plus what answers, without loading anything (the published pointer, the base path).
+
+        ``runtime``: the configured ``runtime`` and ``precision``, and ``answering``: the engine, precision,
+        window and measured INT8 Dice drop of the model that answered the last request (None before one).
+        """
         info = super().info()
         pointer = self.store.published()
         info["served"] = ({"kind": "adapted", "id": f"adapted:{pointer['run']}:{pointer['sha256'][:12]}",
                            "run": pointer["run"], "sha256": pointer["sha256"]} if pointer else
                           {"kind": "base", "path": str(self.store.conf.base_model),
                            "exists": self.store.conf.base_model.exists()})
-        info["runtime"] = {"runtime": self.picker.runtime, "precision": self.picker.precision}
+        info["runtime"] = {"runtime": self.picker.runtime, "precision": self.picker.precision,
+                           "answering": self.picker.answering()}
         return info
 
     def __call__(self, request, callbacks=None):
