@@ -17,6 +17,7 @@ Thresholds:
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import urllib.error
@@ -27,6 +28,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
 from test_app_support import (
@@ -290,6 +292,9 @@ def test_train_publishes_and_infer_uses_adapted_model(env):
     assert info["models"]["seapeft"]["served"]["id"] == adapter["id"]
     code, png = _get(env["server"].url + adapter["report_url"])
     assert code == 200 and png[:8] == b"\x89PNG\r\n\x1a\n"
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(float)
+    assert pixels.std() > 20  # curves and bars drawn, not a blank canvas
+    assert ((pixels.max(axis=2) - pixels.min(axis=2)) > 80).mean() > 0.005  # coloured plot lines
 
     path, params = client.infer("seapeft", "", {}, file=env["held_out"]["image"])
     assert params["model"]["kind"] == "adapted" and params["model"]["id"] == adapter["id"]

@@ -109,13 +109,14 @@ def test_bad_input_gets_one_clear_line(workspace, tmp_path):
 
 def test_ctrl_c_leaves_no_half_written_output(workspace, tmp_path):
     out = tmp_path / "interrupted"
-    process = subprocess.Popen([SEAPEFT, "search", "--images", str(workspace / "data"), "--weights",
+    # a fixed method runs all its steps (a search may stop early once its set settles)
+    process = subprocess.Popen([SEAPEFT, "finetune", "--method", "lora", "--images", str(workspace / "data"), "--weights",
                                 str(workspace / "base.pt"), "--out", str(out), "--preset", "tiny", "--steps", "5000"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (out.exists() and any(p.name.startswith(".staging") for p in out.iterdir())):
         time.sleep(0.2)
-    time.sleep(2)  # well inside the search: the events log is being written into the staging folder
+    time.sleep(2)  # well inside the run: the events log is being written into the staging folder
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr

@@ -5,7 +5,7 @@ Presets:
 - ``gpu``: the full table (every fixed baseline that applies to the network, random sets of SEA-PEFT's
   cost, 1/5/10 shots, 3 folds) with the ``gpu`` run settings, several runs at once on one GPU (one
   process each). Meant for SwinUNETR weights (``--weights``); it also runs on a CPU at small sizes.
-- ``cpu``: fewer methods and folds, the small default backbone (the shipped UNet), shorter runs of
+- ``cpu``: fewer methods, the small default backbone (the shipped UNet), shorter runs of
   the ``cpu`` run settings; two single-threaded processes share two cores.
 - ``tiny``: seconds; for the test suite.
 """
@@ -75,7 +75,7 @@ class BenchPreset:
 
 BENCH_PRESETS: dict[str, BenchPreset] = {
     "gpu": BenchPreset("gpu", methods=ALL_METHODS, folds=3, pool=24, test=8, run_preset="gpu", workers=4, threads=2),
-    "cpu": BenchPreset("cpu", methods=("head", "full", "lora", "decoder", "random"), folds=2, pool=12,
+    "cpu": BenchPreset("cpu", methods=("head", "full", "lora", "decoder", "random"), folds=3, pool=12,
                        test=4, run_preset="cpu",
                        run_changes={"max_steps": 120, "refine_steps": 40, "refine_patience": 40, "warmup_steps": 10},
                        workers=2, threads=1),
