@@ -112,7 +112,9 @@ def test_ctrl_c_leaves_no_half_written_output(workspace, tmp_path):
     # a fixed method runs all its steps (a search may stop early once its set settles)
     process = subprocess.Popen([SEAPEFT, "finetune", "--method", "lora", "--images", str(workspace / "data"), "--weights",
                                 str(workspace / "base.pt"), "--out", str(out), "--preset", "tiny", "--steps", "5000"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               # a job started in the background (nohup, CI) inherits SIGINT ignored
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not (out.exists() and any(p.name.startswith(".staging") for p in out.iterdir())):
         time.sleep(0.2)
