@@ -67,6 +67,14 @@ def test_map_has_the_image_shape_and_peaks_inside_the_structure(model, liver_map
     assert float(heat[liver].mean()) > 3 * float(heat[~liver].mean())  # the map concentrates on the liver
 
 
+def test_the_callers_network_keeps_no_hooks_and_its_mode(model, liver_map):
+    """The served network is shared with other requests: explaining must leave nothing on it."""
+    network = model[0]
+    layer = network.get_submodule(default_layer("unet"))
+    assert not layer._forward_hooks and not layer._backward_hooks
+    assert not network.training
+
+
 def test_voxelwise_weighting_localises_where_mean_gradient_grad_cam_does_not(model, liver_map):
     """Why the map multiplies gradient and activation voxel by voxel instead of using Grad-CAM's channel means."""
     network, meta = model

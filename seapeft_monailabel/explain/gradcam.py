@@ -21,6 +21,7 @@ scaled by its maximum to ``[0, 1]``.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -104,19 +105,18 @@ def explain_image(network: nn.Module, image: torch.Tensor, class_index: int, lay
         to the label.
     """
     check_layer(network, layer)
-    was_training = network.training
-    cam = method(nn_module=RegionScore(network), target_layers=f"net.{layer}", postprocessing=lambda m: m)
+    # MONAI's hooks stay on the module they are registered on (and MONAI may clear ``inplace`` flags),
+    # so they go on a copy: the caller's network, which may be serving other requests, is left untouched.
+    scorer = RegionScore(copy.deepcopy(network)).eval()
+    cam = method(nn_module=scorer, target_layers=f"net.{layer}", postprocessing=lambda m: m)
 
     def window_map(window: torch.Tensor) -> torch.Tensor:
         return cam(window.detach().requires_grad_(True), class_idx=class_index).detach()
 
     plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)  # no MetaTensor tracking
-    try:
-        with torch.enable_grad():
-            blended = sliding_window_inference(plain[None].float().to(device), roi_size=tuple(roi_size),
-                                               sw_batch_size=1, predictor=window_map, overlap=overlap, mode="gaussian")
-    finally:
-        network.train(was_training)
+    with torch.enable_grad():
+        blended = sliding_window_inference(plain[None].float().to(device), roi_size=tuple(roi_size),
+                                           sw_batch_size=1, predictor=window_map, overlap=overlap, mode="gaussian")
     heat = blended[0, 0].float().cpu()
     peak = float(heat.max())
     return heat / peak if peak > 0 else heat
