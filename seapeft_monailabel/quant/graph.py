@@ -6,7 +6,7 @@ All functions take an ``openvino.Model`` (the IR before compilation) and look on
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import openvino as ov
 
@@ -33,22 +33,37 @@ class _ConstantCache:
             elif kind == "Parameter" or node.get_input_size() == 0:
                 self.known[name] = False
             else:
-                self.known[name] = all(self(i.get_source_output().get_node()) for i in node.inputs())
+                self.known[name] = all(self(source) for source in _inputs(node))
         return self.known[name]
+
+
+def _inputs(node: ov.Node) -> list[ov.Node]:
+    return [i.get_source_output().get_node() for i in node.inputs()]
+
+
+def _consumers(node: ov.Node) -> list[ov.Node]:
+    return [t.get_node() for out in node.outputs() for t in out.get_target_inputs()]
+
+
+def _walk(starts: Iterable[ov.Node], step: Callable[[ov.Node], list[ov.Node]],
+          stop: Callable[[ov.Node], bool] = lambda node: False) -> Iterator[ov.Node]:
+    """Every node reachable from ``starts`` through ``step`` (inputs or consumers), each once; the walk
+    does not go past a node for which ``stop`` is true (that node is still yielded)."""
+    seen, stack = set(), list(starts)
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        if name in seen:
+            continue
+        seen.add(name)
+        yield node
+        if not stop(node):
+            stack.extend(step(node))
 
 
 def _constants_under(node: ov.Node) -> Iterable[ov.Node]:
     """Every Constant op in the (constant) subgraph that computes ``node``."""
-    seen, stack = set(), [node]
-    while stack:
-        current = stack.pop()
-        name = current.get_friendly_name()
-        if name in seen:
-            continue
-        seen.add(name)
-        if current.get_type_name() == "Constant":
-            yield current
-        stack.extend(i.get_source_output().get_node() for i in current.inputs())
+    return (n for n in _walk([node], _inputs) if n.get_type_name() == "Constant")
 
 
 def weighted_ops(model: ov.Model) -> list[ov.Node]:
@@ -63,7 +78,7 @@ def activation_matmuls(model: ov.Model) -> list[str]:
     constant = _ConstantCache()
     return [op.get_friendly_name() for op in model.get_ordered_ops()
             if op.get_type_name() == "MatMul"
-            and not any(constant(i.get_source_output().get_node()) for i in op.inputs())]
+            and not any(constant(source) for source in _inputs(op))]
 
 
 def conv_names(model: ov.Model) -> list[str]:
@@ -77,25 +92,14 @@ def end_convolutions(model: ov.Model) -> tuple[list[str], list[str]]:
     ops = model.get_ordered_ops()
     conv = {op.get_friendly_name() for op in ops if op.get_type_name() in CONV_TYPES}
 
-    def reach(starts: Iterable[ov.Node], forward: bool) -> list[str]:
-        found, seen, stack = [], set(), list(starts)
-        while stack:
-            node = stack.pop()
-            name = node.get_friendly_name()
-            if name in seen:
-                continue
-            seen.add(name)
-            if name in conv:
-                found.append(name)
-                continue
-            if forward:
-                stack.extend(t.get_node() for out in node.outputs() for t in out.get_target_inputs())
-            else:
-                stack.extend(i.get_source_output().get_node() for i in node.inputs())
-        return found
+    def is_conv(node: ov.Node) -> bool:
+        return node.get_friendly_name() in conv
 
-    first = reach(model.get_parameters(), forward=True)
-    last = reach(model.get_results(), forward=False)
+    def reach(starts: Iterable[ov.Node], step: Callable[[ov.Node], list[ov.Node]]) -> list[str]:
+        return [n.get_friendly_name() for n in _walk(starts, step, stop=is_conv) if is_conv(n)]
+
+    first = reach(model.get_parameters(), _consumers)
+    last = reach(model.get_results(), _inputs)
     order = {op.get_friendly_name(): k for k, op in enumerate(ops)}
     return sorted(first, key=order.get), sorted(last, key=order.get)
 
