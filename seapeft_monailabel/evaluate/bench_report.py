@@ -11,13 +11,10 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .machine import describe_machine  # noqa: E402
+from ..figures import plt, save_figure
+from .machine import describe_machine
 
 SEARCH = "sea-peft"
 GOAL_GAP = 3.0  # Dice points SEA-PEFT must gain over the strongest fixed baseline
@@ -193,12 +190,8 @@ def plot(results: dict, summary: dict, png_path: str | Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test Dice x 100")
     axes[-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"SEA-PEFT vs fixed baselines ({results['network']['name']}, preset {results['preset']['name']})")
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, f"SEA-PEFT vs fixed baselines ({results['network']['name']}, preset "
+                            f"{results['preset']['name']})", png_path, dpi=110)
 
 
 def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:

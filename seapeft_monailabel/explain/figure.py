@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from ..figures import plt, save_figure
 
 
 def draw_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: str) -> None:
@@ -27,7 +25,4 @@ def draw_overlay(image: np.ndarray, heat: np.ndarray, path: str | Path, title: s
         ax.imshow(np.rot90(np.ma.masked_less(overlay, 0.05)), cmap="jet", alpha=0.45, vmin=0, vmax=1)
         ax.set_title(name)
         ax.axis("off")
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
+    save_figure(fig, title, path, dpi=90)

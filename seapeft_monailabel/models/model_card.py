@@ -5,15 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..data.sites import get_site  # noqa: E402
-from ..evaluate.machine import describe_machine  # noqa: E402
-from .base_model import file_sha256  # noqa: E402
+from ..data.sites import get_site
+from ..evaluate.machine import describe_machine
+from ..figures import plt, save_figure
+from .base_model import file_sha256
 
 if TYPE_CHECKING:
     from .pretrain import PretrainResult
@@ -44,12 +41,7 @@ def draw_training_curve(log: list[dict], png_path: str | Path, labels: dict[str,
     ax_dice.set_ylim(0, 1)
     ax_dice.set_title("source-site test Dice")
     ax_dice.legend(fontsize=7, ncol=2)
-    fig.suptitle(title)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=110)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, title, png_path, dpi=110)
 
 
 def _dice_table(dice: dict[str, float], note: dict[str, str] | None = None) -> list[str]:

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .events import read_events  # noqa: E402
+from ..figures import plt, save_figure
+from .events import read_events
 
 MAX_UNITS = 16
 
@@ -83,9 +80,4 @@ def draw_report(events: list[dict] | str | Path, png_path: str | Path, title: st
         ax.axhline(allocations[-1]["budget"], color="red", lw=1, label="budget")
         ax.legend(fontsize=8)
     ax.set(title="Trained parameters against the budget", xlabel="step", ylabel="parameters")
-    fig.suptitle(title)
-    fig.tight_layout()
-    png_path = Path(png_path)
-    fig.savefig(png_path, dpi=100)
-    plt.close(fig)
-    return png_path
+    return save_figure(fig, title, png_path, dpi=100)
