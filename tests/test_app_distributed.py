@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_app_support import APP_DIR, SAMPLE_DATA, TARGET_LABELS, base_model_for_tests
+from app_support import APP_DIR, SAMPLE_DATA, TARGET_LABELS, base_model_for_tests
 
 sys.path.insert(0, str(APP_DIR))
 

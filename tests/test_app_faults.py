@@ -12,7 +12,7 @@ import time
 import pytest
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
-from test_app_support import SAMPLE_DATA, Server
+from app_support import SAMPLE_DATA, Server
 
 pytestmark = pytest.mark.server
 

@@ -27,7 +27,7 @@ import pytest
 import torch
 from monai.transforms import Compose
 from monailabel.client import MONAILabelClient
-from test_app_support import SHIPPED_MODEL, Server, base_model_for_tests
+from app_support import SHIPPED_MODEL, Server, base_model_for_tests
 
 from seapeft_monailabel.data import label_names, write_site
 from seapeft_monailabel.data.transforms import deterministic_transforms

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from test_app_support import APP_DIR, TARGET_LABELS
+from app_support import APP_DIR, TARGET_LABELS
 
 sys.path.insert(0, str(APP_DIR))
 

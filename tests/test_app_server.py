@@ -10,7 +10,7 @@ Thresholds:
   (``sample-data/base_model/model.pt``): the server's mean foreground Dice on target_000 must be at
   least the zero-shot target Dice its pretraining recorded (``pretraining.target_dice.mean``, over other
   target subjects) minus BASE_DICE_TOLERANCE; the stand-in model made when it is absent (a UNet
-  trained for seconds, see test_app_support) is only checked for shape, geometry and labels;
+  trained for seconds, see app_support) is only checked for shape, geometry and labels;
 - after training, the held-out Dice (a generated subject that is in no datastore) must not fall by
   more than DICE_TOLERANCE (absolute) below the base model's.
 """
@@ -31,7 +31,7 @@ import torch
 from PIL import Image
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException
-from test_app_support import (
+from app_support import (
     SHIPPED_MODEL,
     TARGET_LABELS,
     Server,

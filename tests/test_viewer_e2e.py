@@ -42,7 +42,7 @@ from seapeft_monailabel.dicom import (
 from seapeft_monailabel.dicom.pacs import SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_app_support import REPO, SAMPLE_DATA, Server, base_model_for_tests, free_port
+from app_support import REPO, SAMPLE_DATA, Server, base_model_for_tests, free_port
 
 NODE_DIR = REPO / ".work" / "node" / "node_modules"
 CHROMIUM = "/usr/bin/chromium"
