@@ -153,8 +153,19 @@ def test_command_line_round_trip():
     parser = argparse.ArgumentParser()
     bench_command.add_arguments(parser)
     args = parser.parse_args(["--preset", "cpu", "--out", "o", "--folds", "3", "--methods", "head", "lora",
-                              "--steps", "50"])
+                              "--steps", "50", "--budget-fraction", "0.02", "--data-seed", "7001"])
     again = parser.parse_args(shlex.split(bench_command.command_line(args))[2:])
     assert bench_command.bench_from_args(again) == bench_command.bench_from_args(args)
     bench = bench_command.bench_from_args(args)
-    assert bench.folds == 3 and bench.methods == ("head", "lora") and bench.run_changes["max_steps"] == 50
+    assert bench.folds == 3 and bench.methods == ("head", "lora") and bench.data_seed == 7001
+    assert bench.run_changes["max_steps"] == 50 and bench.run_changes["budget_fraction"] == 0.02
+    assert bench.run_changes["refine_steps"] == 40  # the preset's other run settings stay
+
+
+def test_methods_option_alone_benches_sea_peft_only():
+    parser = argparse.ArgumentParser()
+    bench_command.add_arguments(parser)
+    args = parser.parse_args(["--out", "o", "--methods"])
+    assert bench_command.bench_from_args(args).methods == ()
+    again = parser.parse_args(shlex.split(bench_command.command_line(args))[2:])
+    assert bench_command.bench_from_args(again).methods == ()

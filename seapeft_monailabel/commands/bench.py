@@ -28,27 +28,32 @@ def add_arguments(parser) -> None:
     parser.add_argument("--preset", default="cpu", choices=list(BENCH_PRESETS), help="bench preset (default cpu)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"base model file (default {DEFAULT_WEIGHTS})")
-    parser.add_argument("--methods", nargs="+", choices=ALL_METHODS, help="fixed baselines (default: the preset's)")
+    parser.add_argument("--methods", nargs="*", choices=ALL_METHODS,
+                        help="fixed baselines (default: the preset's; the option alone: SEA-PEFT only)")
     parser.add_argument("--shots", type=int, nargs="+", help="shot counts (default: the preset's)")
     parser.add_argument("--folds", type=int, help="folds per shot count")
     parser.add_argument("--workers", type=int, help="runs at once, one process each")
     parser.add_argument("--threads", type=int, help="torch threads per process")
     parser.add_argument("--steps", type=int, help="search steps of every run (fixed methods: the same, plus refine)")
+    parser.add_argument("--budget-fraction", type=float,
+                        help="SEA-PEFT's parameter budget as a fraction of the backbone (default 0.005)")
+    parser.add_argument("--data-seed", type=int,
+                        help="generator seed of the bench volumes (another seed than the preset's for development)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
 
 
 def bench_from_args(args):
     changes = {}
     for arg in ("methods", "shots"):
-        if getattr(args, arg):
+        if getattr(args, arg) is not None:
             changes[arg] = tuple(getattr(args, arg))
-    for arg in ("folds", "workers", "threads"):
+    for arg in ("folds", "workers", "threads", "data_seed"):
         if getattr(args, arg) is not None:
             changes[arg] = getattr(args, arg)
     bench = bench_preset(args.preset, **changes)
-    if args.steps is not None:
-        bench = bench.with_(run_changes={**bench.run_changes, "max_steps": args.steps})
-    return bench
+    run_changes = {"max_steps": args.steps, "budget_fraction": args.budget_fraction}
+    run_changes = {k: v for k, v in run_changes.items() if v is not None}
+    return bench.with_(run_changes={**bench.run_changes, **run_changes}) if run_changes else bench
 
 
 def command_line(args) -> str:
@@ -56,11 +61,11 @@ def command_line(args) -> str:
     if args.weights != DEFAULT_WEIGHTS:
         parts += ["--weights", str(args.weights)]
     for arg in ("methods", "shots"):
-        if getattr(args, arg):
-            parts += [f"--{arg}", *map(str, getattr(args, arg))]
-    for arg in ("folds", "workers", "threads", "steps"):
         if getattr(args, arg) is not None:
-            parts += [f"--{arg}", str(getattr(args, arg))]
+            parts += [f"--{arg}", *map(str, getattr(args, arg))]
+    for arg in ("folds", "workers", "threads", "steps", "budget_fraction", "data_seed"):
+        if getattr(args, arg) is not None:
+            parts += [f"--{arg.replace('_', '-')}", str(getattr(args, arg))]
     if args.device != "auto":
         parts += ["--device", args.device]
     return " ".join(shlex.quote(p) for p in parts)
