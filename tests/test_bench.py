@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+from pathlib import Path
 
 import pytest
+import yaml
 
 from seapeft_monailabel.commands import bench as bench_command
 from seapeft_monailabel.evaluate.bench import SEARCH, applicable_methods, run_bench
@@ -103,6 +105,18 @@ def test_worker_processes(weights, tmp_path):
     results = run_bench(bench, weights, tmp_path, device="cpu")
     assert sorted(r["job"]["method"] for r in results["runs"]) == sorted([SEARCH, "head"])
     assert (tmp_path / "results.png").is_file()
+
+
+def test_custom_library_feeds_sea_peft_and_random_sets(weights, tmp_path):
+    library = tmp_path / "ssf_only.yaml"
+    library.write_text("name: ssf-only\nsites:\n  - pattern: 'model\\.[01](\\.[a-z0-9]+)*\\.adn\\.N'\n"
+                       "    families: {ssf: [full]}\n")
+    bench = bench_preset("tiny", methods=("random",), shots=(1,), manifest=str(library))
+    results = run_bench(bench, weights, tmp_path / "out", device="cpu")
+    assert results["library"]["manifest"] == "ssf-only" and "`ssf-only`" in (tmp_path / "out" / "results.md").read_text()
+    for run in results["runs"]:
+        config = yaml.safe_load((Path(run["out_dir"]) / "config.yaml").read_text())
+        assert config["manifest"] == "ssf-only" and {u["family"] for u in config["units"]} <= {"ssf"}, run["job"]
 
 
 def test_presets():

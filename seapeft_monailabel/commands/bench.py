@@ -37,6 +37,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--steps", type=int, help="search steps of every run (fixed methods: the same, plus refine)")
     parser.add_argument("--budget-fraction", type=float,
                         help="SEA-PEFT's parameter budget as a fraction of the backbone (default 0.005)")
+    parser.add_argument("--manifest", help="SEA-PEFT's unit library, also the random sets' (name or YAML file; "
+                        "default: the network's)")
     parser.add_argument("--data-seed", type=int,
                         help="generator seed of the bench volumes (another seed than the preset's for development)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
@@ -47,7 +49,7 @@ def bench_from_args(args):
     for arg in ("methods", "shots"):
         if getattr(args, arg) is not None:
             changes[arg] = tuple(getattr(args, arg))
-    for arg in ("folds", "workers", "threads", "data_seed"):
+    for arg in ("folds", "workers", "threads", "data_seed", "manifest"):
         if getattr(args, arg) is not None:
             changes[arg] = getattr(args, arg)
     bench = bench_preset(args.preset, **changes)
@@ -63,7 +65,7 @@ def command_line(args) -> str:
     for arg in ("methods", "shots"):
         if getattr(args, arg) is not None:
             parts += [f"--{arg}", *map(str, getattr(args, arg))]
-    for arg in ("folds", "workers", "threads", "steps", "budget_fraction", "data_seed"):
+    for arg in ("folds", "workers", "threads", "steps", "budget_fraction", "data_seed", "manifest"):
         if getattr(args, arg) is not None:
             parts += [f"--{arg.replace('_', '-')}", str(getattr(args, arg))]
     if args.device != "auto":

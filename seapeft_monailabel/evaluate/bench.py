@@ -82,7 +82,8 @@ def run_job(job: dict) -> dict:
     """Train one method on one support set, evaluate it on the test volumes, write and return its record.
 
     ``job``: ``method``, ``shots``, ``fold``, ``target_cost`` (random only), ``weights``, ``labels``,
-    ``run_preset``, ``run_changes``, ``device``, ``support`` and ``test`` datalists, ``out_dir``.
+    ``run_preset``, ``run_changes``, ``device``, ``manifest`` (SEA-PEFT's library, None: the network's),
+    ``support`` and ``test`` datalists, ``out_dir``.
     """
     started = time.monotonic()
     labels = job["labels"]
@@ -92,9 +93,10 @@ def run_job(job: dict) -> dict:
     support = [{"image": i["image"], "label": i["label"]} for i in job["support"]]
     common = dict(spec=base.spec, head_names=base.head_names, labels=labels, config=config, out_dir=job["out_dir"])
     if job["method"] == SEARCH:
-        result = run_search(support, base.network, **common)
+        result = run_search(support, base.network, manifest=job["manifest"], **common)
     else:
-        result = run_fixed(support, base.network, method=job["method"], target_cost=job.get("target_cost"), **common)
+        result = run_fixed(support, base.network, method=job["method"], target_cost=job.get("target_cost"),
+                           library=job["manifest"], **common)
     trained_s = time.monotonic() - started
     network, _ = load_merged_model(Path(job["out_dir"]) / "model.pt")
     device = resolve_device(job["device"])
@@ -159,12 +161,13 @@ def applicable_methods(methods, network_name: str) -> tuple[list[str], dict[str,
     return keep, skipped
 
 
-def library_facts(weights: str | Path, labels: dict[str, int], budget_fraction: float) -> dict:
-    """Size of the default unit library against the budget (the budget binds when the library costs more)."""
+def library_facts(weights: str | Path, labels: dict[str, int], budget_fraction: float,
+                  manifest: str | None = None) -> dict:
+    """Size of the unit library against the budget (the budget binds when the library costs more)."""
     base = load_base_model(weights, labels)
-    registry = UnitRegistry(base.network, load_manifest(base.spec.name), base.head_names)
+    registry = UnitRegistry(base.network, load_manifest(manifest or base.spec.name), base.head_names)
     budget = int(budget_fraction * registry.backbone_parameters)
-    return {"units": len(registry.units), "library_cost": registry.total_cost(),
+    return {"manifest": registry.manifest.name, "units": len(registry.units), "library_cost": registry.total_cost(),
             "max_concurrent_cost": registry.max_concurrent_cost(), "budget": budget,
             "backbone_parameters": registry.backbone_parameters}
 
@@ -178,7 +181,7 @@ def _jobs(bench: BenchPreset, methods: list[str], pool: list[dict], test: list[d
             for fold in range(bench.folds):
                 jobs.append({"method": method, "shots": shots, "fold": fold, "target_cost": None,
                              "weights": str(weights), "labels": labels, "run_preset": bench.run_preset,
-                             "run_changes": dict(bench.run_changes), "device": device,
+                             "run_changes": dict(bench.run_changes), "device": device, "manifest": bench.manifest,
                              "support": support_set(pool, shots, fold, bench.data_seed), "test": test,
                              "out_dir": str(out / "runs" / f"k{shots}" / f"f{fold}" / method)})
     return jobs
@@ -249,7 +252,7 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
     methods, skipped = applicable_methods(bench.methods, spec.name)
     pool, test = prepare_volumes(out / "data", bench)
     run_config = preset(bench.run_preset, **bench.run_changes)
-    library = library_facts(weights, labels, run_config.budget_fraction)
+    library = library_facts(weights, labels, run_config.budget_fraction, bench.manifest)
     jobs = _jobs(bench, methods, pool, test, str(weights), labels, device, out)
     records = _execute(jobs, bench.workers, bench.threads, progress)
     torch.set_num_threads(bench.workers * bench.threads)

@@ -36,6 +36,8 @@ class BenchPreset:
         run_preset: :func:`seapeft_monailabel.search.preset` name for every run, with ``run_changes``.
         workers: runs at once (one process each; 1 runs them in this process).
         threads: torch CPU threads per process.
+        manifest: SEA-PEFT's unit library (a shipped manifest's name or a YAML path; default: the network's),
+            which the ``random`` sets are drawn from as well.
     """
 
     name: str
@@ -50,6 +52,7 @@ class BenchPreset:
     run_changes: dict = field(default_factory=dict)
     workers: int = 1
     threads: int = 1
+    manifest: str | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in ALL_METHODS]

@@ -114,8 +114,8 @@ def markdown(results: dict, summary: dict) -> str:
         f"Test Dice x 100 on {results['preset']['test']} held-out `{results['preset']['site']}` volumes, "
         f"mean ± sd over {folds} fold(s); network `{results['network']['name']}` "
         f"({_count(lib['backbone_parameters'])} parameters); budget {_count(lib['budget'])} parameters "
-        f"({100 * results['run_config']['budget_fraction']:.2f} %), default unit library "
-        f"{_count(lib['max_concurrent_cost'])} parameters at most at once ({lib['units']} units).",
+        f"({100 * results['run_config']['budget_fraction']:.2f} %), unit library `{lib['manifest']}` "
+        f"({lib['units']} units, {_count(lib['max_concurrent_cost'])} parameters at most at once).",
         "",
         "| method | trained parameters (units) | % of backbone | "
         + " | ".join(f"{k} shot{'s' * (k != '1')}" for k in shots)

@@ -180,9 +180,10 @@ def _adalora_hook(units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int],
 
 def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec: NetworkSpec, head_names: list[str],
               labels: dict[str, int], config: SearchConfig, out_dir: str | Path, target_cost: int | None = None,
-              progress: Progress | None = None) -> RunResult:
+              library: Manifest | str | None = None, progress: Progress | None = None) -> RunResult:
     """A fixed unit set (``head``, ``full``, ``bitfit``, ``ssf``, ``lora``, ``adaptformer``, ``salt``, ``adalora``,
-    ``decoder``, or ``random`` of ``target_cost``) trained on all labelled volumes for search + refine steps."""
+    ``decoder``, or ``random`` of ``target_cost`` drawn from ``library``, default the network's search library)
+    trained on all labelled volumes for search + refine steps."""
     started = time.monotonic()
     items = validate_datalist(datalist, labels)
     _seed(config.seed)
@@ -191,7 +192,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     if method == "random":
         if target_cost is None:
             raise ValueError("method 'random' needs target_cost (the cost of the set it is compared with)")
-        registry = UnitRegistry(network, load_manifest(spec.name), head_names)
+        registry = UnitRegistry(network, library if library is not None else load_manifest(spec.name), head_names)
         chosen = random_units(registry, target_cost, config.seed)
     else:
         registry = UnitRegistry(network, method_manifest(method, spec.name), head_names)
