@@ -252,6 +252,12 @@ def test_noninferiority_compare():
     assert same.mean_drop_points == 0 and same.p_value == 1.0 and same.passed
     worse = compare(list(np.linspace(0.7, 0.9, 12)), list(np.linspace(0.7, 0.9, 12) - 0.02))
     assert worse.mean_drop_points == pytest.approx(2.0) and worse.p_value < 0.05 and not worse.passed
+    # a small but consistent loss fails on the test even within the allowed drop
+    slightly = compare(list(np.linspace(0.7, 0.9, 12)), list(np.linspace(0.7, 0.9, 12) - 0.002))
+    assert slightly.mean_drop_points == pytest.approx(0.2) and slightly.p_value < 0.05 and not slightly.passed
+    # non-inferiority: a consistently better INT8 model differs significantly (two-sided) but loses nothing
+    better = compare(list(np.linspace(0.7, 0.9, 12)), list(np.linspace(0.7, 0.9, 12) + 0.002))
+    assert better.p_two_sided < 0.05 and better.p_value > 0.95 and better.passed
     with pytest.raises(ValueError):
         compare([0.5], [0.5, 0.6])
 

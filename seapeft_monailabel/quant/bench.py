@@ -195,6 +195,7 @@ def to_markdown(result: dict) -> str:
         f"- INT8 {r['speedup_vs_torch_fp32']:.2f}x faster than PyTorch FP32 (goal >= "
         f"{GOALS['speedup_vs_torch_fp32']}x): {mark[g['speedup_vs_torch_fp32']]}",
         f"- Dice drop INT8 vs OpenVINO FP32 {nc['mean_drop_points']:+.2f} points, Wilcoxon p = {nc['p_value']:.3g} "
-        f"(goal <= {GOALS['max_drop_points']} points and p > {GOALS['min_p_value']}): {mark[g['dice']]}",
+        f"for a loss (one-sided; two-sided p = {nc['p_two_sided']:.3g}) (goal <= {GOALS['max_drop_points']} points "
+        f"and p > {GOALS['min_p_value']}): {mark[g['dice']]}",
     ]
     return "\n".join(lines) + "\n"

@@ -76,7 +76,8 @@ class ServingModel:
         labels: ``{name: class index}``, background 0.
         info: ``fallback`` (None, or why the requested model is not served), ``requested``
             (precision, runtime), ``weight_bytes``, ``quantized_convolutions`` (OpenVINO INT8),
-            ``dice_drop_points`` and ``p_value`` (INT8 against FP32, measured at export), ``spacing``,
+            ``dice_drop_points`` and ``p_value`` (INT8 against FP32, measured at export; the one-sided
+            Wilcoxon p of a loss, see :mod:`.noninferiority`), ``spacing``,
             and ``export`` (the whole ``serving.json``, when readable).
     """
 
@@ -140,7 +141,8 @@ def _record(model, stage, keep_ends, fp32_dice, eval_items, roi, n_classes, spac
     return {"stage": stage, "ends": "fp32" if keep_ends else "int8", "quantized_convolutions": count,
             "convolutions_by_precision": convolution_precisions(predictor.compiled),
             "weight_bytes": graph.weight_bytes(model), "dice_drop_points": result.mean_drop_points,
-            "p_value": result.p_value, "passed": result.passed, "dice": result.candidate}
+            "p_value": result.p_value, "p_two_sided": result.p_two_sided, "passed": result.passed,
+            "dice": result.candidate}
 
 
 @torch.no_grad()

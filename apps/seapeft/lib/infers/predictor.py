@@ -35,7 +35,7 @@ class PredictorChoice:
     """A predictor mapping ``(B, 1, *roi_size)`` windows to ``(B, K, *roi_size)`` logits, and what runs it.
 
     ``int8_dice_drop_points`` / ``int8_p_value``: the INT8 model's mean Dice drop against OpenVINO FP32
-    and its Wilcoxon p-value, measured when the converted models were exported (None without them).
+    and the one-sided Wilcoxon p of a loss, measured when the converted models were exported (None without them).
     """
 
     predictor: Predictor
