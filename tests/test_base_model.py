@@ -67,3 +67,19 @@ def test_target_labels_copy_the_liver_row():
     body = [k for k in source.network.state_dict() if not any(k.startswith(h + ".") for h in source.head_names)]
     src, tgt = source.network.state_dict(), target.network.state_dict()
     assert all(torch.equal(src[k], tgt[k]) for k in body)
+
+
+def test_new_head_rows_are_seeded_and_leave_the_global_rng_alone():
+    """Two runs on the same data train the same network: the novel structure's head rows do not depend on
+    whatever the global RNG was doing before the model was loaded."""
+    torch.manual_seed(123)
+    first = load_base_model(MODEL, label_names("target")).network.state_dict()
+    after = torch.rand(3)
+    torch.manual_seed(123)
+    torch.rand(7)  # another RNG history
+    second = load_base_model(MODEL, label_names("target")).network.state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    other = load_base_model(MODEL, label_names("target"), seed=1).network.state_dict()
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+    torch.manual_seed(123)
+    assert torch.equal(torch.rand(3), after)  # loading drew nothing from the global RNG

@@ -100,11 +100,15 @@ def test_rerun_resumes_without_training(tiny_bench, weights):
     assert [r["dice"] for r in again["runs"]] == [r["dice"] for r in results["runs"]]
 
 
-def test_worker_processes(weights, tmp_path):
+def test_worker_processes_reproduce_the_same_runs(weights, tiny_bench, tmp_path):
     bench = bench_preset("tiny", methods=("head",), shots=(1,), workers=2)
     results = run_bench(bench, weights, tmp_path, device="cpu")
     assert sorted(r["job"]["method"] for r in results["runs"]) == sorted([SEARCH, "head"])
     assert (tmp_path / "results.png").is_file()
+    # the same jobs, trained again in other processes, give the same models
+    earlier = {(r["job"]["method"], r["job"]["shots"]): r for r in tiny_bench[1]["runs"]}
+    for run in results["runs"]:
+        assert run["dice_volumes"] == earlier[(run["job"]["method"], 1)]["dice_volumes"], run["job"]
 
 
 def test_custom_library_feeds_sea_peft_and_random_sets(weights, tmp_path):

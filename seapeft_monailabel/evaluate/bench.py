@@ -68,10 +68,8 @@ def pointing_rates(network: torch.nn.Module, network_name: str, test: list[dict]
 
 def base_pointing(weights: str | Path, labels: dict[str, int], test: list[dict], config, device) -> dict[str, float]:
     """The base model's pointing game on the test volumes (a head row it lacks, the novel structure's, is
-    re-created with a fixed seed)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        base = load_base_model(weights, labels)
+    re-created from :func:`load_base_model`'s fixed seed)."""
+    base = load_base_model(weights, labels)
     network = base.network.eval().to(device)
     for parameter in network.parameters():
         parameter.requires_grad_(False)

@@ -65,8 +65,12 @@ def read_model_header(path: str | Path) -> tuple[NetworkSpec, dict[str, int]]:
     return NetworkSpec.from_dict(data["network"]), {str(k): int(v) for k, v in data["labels"].items()}
 
 
-def load_base_model(path: str | Path, labels: dict[str, int] | None = None) -> BaseModel:
+def load_base_model(path: str | Path, labels: dict[str, int] | None = None, seed: int = 0) -> BaseModel:
     """Build the file's network for ``labels`` (default: the file's own) and load its weights.
+
+    The network is built under ``seed`` (the global RNG state is left as it was), so the head rows of
+    labels the file does not know start from the same values in every run: two runs on the same data
+    and settings train the same network.
 
     Raises:
         WeightLoadError: missing or unreadable file, no spec/labels in it, or weights that do not fit.
@@ -77,7 +81,9 @@ def load_base_model(path: str | Path, labels: dict[str, int] | None = None) -> B
     if sorted(labels.values()) != list(range(len(labels))) or labels.get("background", 0) != 0:
         raise ValueError(f"labels must be numbered 0..K-1 with background 0, got {labels}")
     spec = NetworkSpec.from_dict({**spec.to_dict(), "out_channels": len(labels)})
-    network = build_network(spec)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        network = build_network(spec)
     heads = head_module_names(spec, network)
     same = labels == base_labels
     label_map = None if same else {i: base_labels[name] for name, i in labels.items() if name in base_labels}
