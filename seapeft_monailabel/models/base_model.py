@@ -81,7 +81,7 @@ def load_base_model(path: str | Path, labels: dict[str, int] | None = None, seed
     if sorted(labels.values()) != list(range(len(labels))) or labels.get("background", 0) != 0:
         raise ValueError(f"labels must be numbered 0..K-1 with background 0, got {labels}")
     spec = NetworkSpec.from_dict({**spec.to_dict(), "out_channels": len(labels)})
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(devices=[]):  # the network is built on the CPU: only the CPU generator
         torch.manual_seed(seed)
         network = build_network(spec)
     heads = head_module_names(spec, network)
