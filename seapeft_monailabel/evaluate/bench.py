@@ -30,7 +30,7 @@ import torch
 from ..data.sites import get_site
 from ..explain import default_layer, pointing_game
 from ..models import load_base_model, read_model_header
-from ..peft import UnitRegistry, load_manifest
+from ..peft import UnitRegistry
 from ..search import (
     load_merged_model,
     method_manifest,
@@ -163,7 +163,7 @@ def library_facts(weights: str | Path, labels: dict[str, int], budget_fraction: 
                   manifest: str | None = None) -> dict:
     """Size of the unit library against the budget (the budget binds when the library costs more)."""
     base = load_base_model(weights, labels)
-    registry = UnitRegistry(base.network, load_manifest(manifest or base.spec.name), base.head_names)
+    registry = UnitRegistry(base.network, manifest or base.spec.name, base.head_names)
     budget = int(budget_fraction * registry.backbone_parameters)
     return {"manifest": registry.manifest.name, "units": len(registry.units), "library_cost": registry.total_cost(),
             "max_concurrent_cost": registry.max_concurrent_cost(), "budget": budget,

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..data.datastore import load_volume_pair
 from ..models import NetworkSpec
-from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule, load_manifest
+from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule
 from .baselines import method_manifest, random_units
 from .config import SearchConfig
 from .distributed import init_distributed
@@ -139,7 +139,7 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
     device = resolve_device(config.device)
     ctx = init_distributed(device)
     network.to(device)
-    registry = UnitRegistry(network, manifest if manifest is not None else load_manifest(spec.name), head_names)
+    registry = UnitRegistry(network, manifest or spec.name, head_names)
     support, audit_item = split_support(items, config.seed)
     with staged_output(out_dir) if ctx.is_main else nullcontext(None) as staging:
         events = EventLog(staging / "events.jsonl" if staging is not None else None)
@@ -192,7 +192,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     if method == "random":
         if target_cost is None:
             raise ValueError("method 'random' needs target_cost (the cost of the set it is compared with)")
-        registry = UnitRegistry(network, library if library is not None else load_manifest(spec.name), head_names)
+        registry = UnitRegistry(network, library or spec.name, head_names)
         chosen = random_units(registry, target_cost, config.seed)
     else:
         registry = UnitRegistry(network, method_manifest(method, spec.name), head_names)
