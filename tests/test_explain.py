@@ -23,6 +23,7 @@ from seapeft_monailabel.explain import (
     check_layer,
     default_layer,
     explain_image,
+    explain_labels,
     explanation_window,
     peak_inside,
     pointing_game,
@@ -86,6 +87,19 @@ def test_voxelwise_weighting_localises_where_mean_gradient_grad_cam_does_not(mod
         return float(heat[liver].mean() / heat[~liver].mean())
 
     assert concentration(ours) > 5 and concentration(plain) < 2
+
+
+def test_several_labels_share_one_forward_pass_and_give_the_single_label_maps(model, liver_map):
+    """The pointing game explains every structure of a volume at once; each map is the one asked alone."""
+    network, meta = model
+    liver, data = liver_map
+    spine = explain_image(network, data["image"], meta["labels"]["spine"], default_layer("unet"), WINDOW)
+    both = explain_labels(network, data["image"], [meta["labels"]["liver"], meta["labels"]["spine"]],
+                          default_layer("unet"), WINDOW)
+    assert tuple(both.shape) == (2, *liver.shape)
+    torch.testing.assert_close(both[0], liver, rtol=0, atol=1e-6)
+    torch.testing.assert_close(both[1], spine, rtol=0, atol=1e-6)
+    assert not torch.equal(both[0], both[1])
 
 
 def test_pointing_game_hits_on_the_base_models_own_site(model, source_subjects):

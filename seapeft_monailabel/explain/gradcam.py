@@ -76,6 +76,31 @@ class SegGradCAM(GradCAM):
         _, acti, grad = self.nn_module(x, class_idx=class_idx, retain_graph=retain_graph, **kwargs)
         return F.relu((acti[layer_idx] * grad[layer_idx]).sum(1, keepdim=True))
 
+    def maps(self, x: torch.Tensor, class_indices: Sequence[int], layer_idx: int = -1) -> torch.Tensor:
+        """``(B, L, *x_spatial)`` maps of ``L`` labels from one forward pass and one backward pass per label
+        (the layer's activation is the same for every label; only the gradient differs)."""
+        hooks = self.nn_module
+        logits, acti, grad = None, None, None
+        layer_maps = []
+        for i, index in enumerate(class_indices):
+            keep_graph = i < len(class_indices) - 1
+            if logits is None:
+                logits, acti, grad = hooks(x, class_idx=index, retain_graph=keep_graph)
+            else:
+                hooks.model.zero_grad()
+                hooks.class_score(logits, index).sum().backward(retain_graph=keep_graph)
+                grad = tuple(hooks.gradients[layer] for layer in hooks.target_layers)
+            layer_maps.append(F.relu((acti[layer_idx] * grad[layer_idx]).sum(1, keepdim=True)))
+        return self._upsample_and_post_process(torch.cat(layer_maps, 1), x)
+
+
+def label_maps(cam: GradCAM, x: torch.Tensor, class_indices: Sequence[int]) -> torch.Tensor:
+    """``(B, L, *x_spatial)`` maps of ``L`` labels: :meth:`SegGradCAM.maps`, or one call per label for MONAI's
+    other CAM classes."""
+    if isinstance(cam, SegGradCAM):
+        return cam.maps(x, class_indices)
+    return torch.cat([cam(x, class_idx=index) for index in class_indices], 1)
+
 
 def check_layer(network: nn.Module, layer: str) -> None:
     """Raise ``ValueError`` naming a few valid choices when ``layer`` is not a module path of ``network``."""
@@ -88,21 +113,29 @@ def check_layer(network: nn.Module, layer: str) -> None:
 def explain_image(network: nn.Module, image: torch.Tensor, class_index: int, layer: str, roi_size: Sequence[int],
                   overlap: float = 0.25, device: str | torch.device = "cpu",
                   method: type[GradCAM] = SegGradCAM) -> torch.Tensor:
-    """Grad-CAM of label ``class_index`` at ``layer`` over a whole preprocessed image.
+    """Grad-CAM of label ``class_index`` at ``layer`` over a whole preprocessed image: ``(X, Y, Z)`` float32
+    map in ``[0, 1]`` on the CPU (see :func:`explain_labels` for the arguments)."""
+    return explain_labels(network, image, [class_index], layer, roi_size, overlap, device, method)[0]
+
+
+def explain_labels(network: nn.Module, image: torch.Tensor, class_indices: Sequence[int], layer: str,
+                   roi_size: Sequence[int], overlap: float = 0.25, device: str | torch.device = "cpu",
+                   method: type[GradCAM] = SegGradCAM) -> torch.Tensor:
+    """Grad-CAM of several labels at ``layer`` over a whole preprocessed image, one forward pass per window.
 
     Args:
         network: segmentation network mapping ``(B, C, *roi_size)`` to logits ``(B, K, *roi_size)``; its
             parameters may be frozen (the gradient reaches the layer through the input).
         image: ``(C, X, Y, Z)`` preprocessed image.
-        class_index: the label whose prediction is explained (1..K-1).
+        class_indices: the ``L`` labels whose predictions are explained (each in 1..K-1).
         layer: module path in ``network`` (see :data:`DEFAULT_LAYERS`).
         roi_size: the sliding window (the model's patch size).
         overlap: window overlap; window maps are blended with Gaussian weights.
         method: :class:`SegGradCAM`, or one of MONAI's (``GradCAM``, ``GradCAMpp``) for comparison.
 
     Returns:
-        ``(X, Y, Z)`` float32 map in ``[0, 1]`` on the CPU; all zeros when the network assigns no voxel
-        to the label.
+        ``(L, X, Y, Z)`` float32 maps on the CPU, each scaled to ``[0, 1]`` by its own maximum; all zeros
+        for a label the network assigns no voxel to.
     """
     check_layer(network, layer)
     # MONAI's hooks stay on the module they are registered on (and MONAI may clear ``inplace`` flags),
@@ -110,13 +143,13 @@ def explain_image(network: nn.Module, image: torch.Tensor, class_index: int, lay
     scorer = RegionScore(copy.deepcopy(network)).eval()
     cam = method(nn_module=scorer, target_layers=f"net.{layer}", postprocessing=lambda m: m)
 
-    def window_map(window: torch.Tensor) -> torch.Tensor:
-        return cam(window.detach().requires_grad_(True), class_idx=class_index).detach()
+    def window_maps(window: torch.Tensor) -> torch.Tensor:
+        return label_maps(cam, window.detach().requires_grad_(True), class_indices).detach()
 
     plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)  # no MetaTensor tracking
     with torch.enable_grad():
         blended = sliding_window_inference(plain[None].float().to(device), roi_size=tuple(roi_size),
-                                           sw_batch_size=1, predictor=window_map, overlap=overlap, mode="gaussian")
-    heat = blended[0, 0].float().cpu()
-    peak = float(heat.max())
-    return heat / peak if peak > 0 else heat
+                                           sw_batch_size=1, predictor=window_maps, overlap=overlap, mode="gaussian")
+    heat = blended[0].float().cpu()
+    peaks = heat.flatten(1).amax(1).clamp_min(torch.finfo(heat.dtype).tiny)
+    return heat / peaks[:, None, None, None]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..data.transforms import eval_transforms
-from .gradcam import explain_image, explanation_window
+from .gradcam import explain_labels, explanation_window
 
 
 def peak_inside(heat: torch.Tensor, label: torch.Tensor, class_index: int) -> bool:
@@ -37,8 +37,8 @@ def pointing_game(network: nn.Module, datalist: Sequence[dict], labels: Mapping[
     for item in datalist:
         data = chain(dict(item))
         truth = torch.as_tensor(data["label"])[0]
-        for name in hits:
-            heat = explain_image(network, data["image"], labels[name], layer, explanation_window(roi_size),
-                                 device=device)
+        heats = explain_labels(network, data["image"], [labels[name] for name in hits], layer,
+                               explanation_window(roi_size), device=device)
+        for name, heat in zip(hits, heats):
             hits[name].append(peak_inside(heat, truth, labels[name]))
     return {name: {"hit_rate": sum(flags) / len(flags), "hits": flags} for name, flags in hits.items()}
