@@ -187,3 +187,31 @@ def test_methods_option_alone_benches_sea_peft_only():
     assert bench_command.bench_from_args(args).methods == ()
     again = parser.parse_args(shlex.split(bench_command.command_line(args))[2:])
     assert bench_command.bench_from_args(again).methods == ()
+
+
+def test_set_changes_run_settings_and_survives_the_command_line():
+    parser = argparse.ArgumentParser()
+    bench_command.add_arguments(parser)
+    args = parser.parse_args(["--out", "o", "--methods", "--set", "audit_patches=8", "--set", "prior_start=false",
+                              "--set", "patch_size=[32, 32, 32]", "--set", "robust_lambda=1"])
+    bench = bench_command.bench_from_args(args)
+    assert bench.run_changes["audit_patches"] == 8 and bench.run_changes["prior_start"] is False
+    assert bench.run_changes["patch_size"] == (32, 32, 32) and bench.run_changes["robust_lambda"] == 1
+    assert bench.run_changes["max_steps"] == 120  # the preset's other run settings stay
+    again = parser.parse_args(shlex.split(bench_command.command_line(args))[2:])
+    assert bench_command.bench_from_args(again) == bench
+
+
+@pytest.mark.parametrize("item, message", [
+    ("audit_patches", "expected KEY=VALUE"),
+    ("audit_patch=8", "unknown run setting 'audit_patch'"),
+    ("audit_patches=many", "'audit_patches' takes a int"),
+    ("prior_start=1", "'prior_start' takes a bool"),
+    ("audit_patches=0", "audit_patches must be >= 1"),
+])
+def test_set_rejects_bad_items_naming_them(item, message):
+    parser = argparse.ArgumentParser()
+    bench_command.add_arguments(parser)
+    args = parser.parse_args(["--out", "o", "--set", item])
+    with pytest.raises(ValueError, match=message):
+        bench_command.bench_from_args(args)

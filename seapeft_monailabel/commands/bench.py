@@ -5,6 +5,8 @@ Examples:
   seapeft bench --preset cpu --out .work/bench-cpu          (the shipped UNet base model, 2 CPU cores)
   seapeft pretrain --network swinunetr --out .work/base_model_swinunetr --steps 4000 --batch 2 --device cuda
   seapeft bench --preset gpu --weights .work/base_model_swinunetr/model.pt --out .work/bench-gpu
+  seapeft bench --preset cpu --shots 5 10 --folds 2 --data-seed 7001 --methods --set audit_patches=8 --out .work/dev
+                                                             (a development trial: SEA-PEFT only, other volumes)
 Writes results.json (every run), results.md (tables, goals) and results.png (Dice by method and shot)
 into --out; each run's files stay under --out/runs/. Re-running the same command resumes.
 """
@@ -12,7 +14,10 @@ into --out; each run's files stay under --out/runs/. Re-running the same command
 from __future__ import annotations
 
 import shlex
+from dataclasses import fields
 from pathlib import Path
+
+import yaml
 
 from ..evaluate.bench import run_bench
 from ..evaluate.bench_presets import (
@@ -21,6 +26,7 @@ from ..evaluate.bench_presets import (
     DEFAULT_WEIGHTS,
     bench_preset,
 )
+from ..search import SearchConfig, preset
 from .common import ProgressBar
 
 
@@ -41,7 +47,33 @@ def add_arguments(parser) -> None:
                         "default: the network's)")
     parser.add_argument("--data-seed", type=int,
                         help="generator seed of the bench volumes (another seed than the preset's for development)")
+    parser.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                        help="change one setting of every run, a SearchConfig field (for example audit_patches=8, "
+                        "prior_start=false); repeatable")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
+
+
+def run_settings(items: list[str] | None, run_preset: str) -> dict:
+    """``["key=value", ...]`` as run-setting changes, values read as YAML scalars and checked against the
+    type of the preset's setting; ValueError names a malformed item, an unknown key or a wrong type."""
+    defaults = preset(run_preset).to_dict()
+    known = {f.name for f in fields(SearchConfig)} - {"extra"}
+    changes = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in known:
+            raise ValueError(f"--set {item!r}: unknown run setting '{key}' (known: {', '.join(sorted(known))})")
+        value = yaml.safe_load(text)
+        default = defaults[key]
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if default is not None and (not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool)):
+            raise ValueError(f"--set {item!r}: '{key}' takes a {type(default).__name__} like {default!r}")
+        changes[key] = value
+    return changes
 
 
 def bench_from_args(args):
@@ -55,7 +87,12 @@ def bench_from_args(args):
     bench = bench_preset(args.preset, **changes)
     run_changes = {"max_steps": args.steps, "budget_fraction": args.budget_fraction}
     run_changes = {k: v for k, v in run_changes.items() if v is not None}
-    return bench.with_(run_changes={**bench.run_changes, **run_changes}) if run_changes else bench
+    run_changes.update(run_settings(args.settings, bench.run_preset))
+    if not run_changes:
+        return bench
+    bench = bench.with_(run_changes={**bench.run_changes, **run_changes})
+    preset(bench.run_preset, **bench.run_changes)  # SearchConfig checks the values now, not in every run
+    return bench
 
 
 def command_line(args) -> str:
@@ -68,6 +105,8 @@ def command_line(args) -> str:
     for arg in ("folds", "workers", "threads", "steps", "budget_fraction", "data_seed", "manifest"):
         if getattr(args, arg) is not None:
             parts += [f"--{arg.replace('_', '-')}", str(getattr(args, arg))]
+    for item in args.settings or []:
+        parts += ["--set", item]
     if args.device != "auto":
         parts += ["--device", args.device]
     return " ".join(shlex.quote(p) for p in parts)
