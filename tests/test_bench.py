@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -98,6 +99,20 @@ def test_rerun_resumes_without_training(tiny_bench, weights):
     again = run_bench(bench_preset("tiny"), weights, out, device="cpu")
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.pt")} == stamps
     assert [r["dice"] for r in again["runs"]] == [r["dice"] for r in results["runs"]]
+
+
+def test_rerun_with_other_run_settings_trains_again(tiny_bench, weights, tmp_path):
+    """A finished run is reused only for the same job: other run settings (``--set``, ``--steps``) retrain it."""
+    out = tmp_path / "bench"
+    shutil.copytree(tiny_bench[0], out)
+    tiny = bench_preset("tiny", methods=(), shots=(1,))
+    old = out / "runs" / "k1" / "f0" / SEARCH / "model.pt"
+    stamp = old.stat().st_mtime_ns
+    run_bench(tiny, weights, out, device="cpu")
+    assert old.stat().st_mtime_ns == stamp  # the same settings: reused
+    again = run_bench(tiny.with_(run_changes={**tiny.run_changes, "audit_patches": 1}), weights, out, device="cpu")
+    assert old.stat().st_mtime_ns != stamp
+    assert again["runs"][0]["job"]["run_changes"]["audit_patches"] == 1
 
 
 def test_worker_processes_reproduce_the_same_runs(weights, tiny_bench, tmp_path):

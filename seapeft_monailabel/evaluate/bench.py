@@ -106,7 +106,7 @@ def run_job(job: dict) -> dict:
     pointing = (pointing_rates(network, base.spec.name, job["test"], labels, config, device)
                 if job["method"] == SEARCH else None)
     record = {
-        "job": {k: job[k] for k in ("method", "shots", "fold", "target_cost")},
+        "job": job_identity(job),
         "support": [i["id"] for i in job["support"]],
         "test": [i["id"] for i in job["test"]],
         "units": len(result.chosen),
@@ -134,13 +134,22 @@ def run_job(job: dict) -> dict:
     return record
 
 
+#: what makes two runs the same run: a record is reused only when all of these match
+JOB_IDENTITY = ("method", "shots", "fold", "target_cost", "weights", "run_preset", "run_changes", "manifest")
+
+
+def job_identity(job: dict) -> dict:
+    """The fields of ``job`` that decide its result (besides the support set), as JSON gives them back."""
+    return json.loads(json.dumps({k: job[k] for k in JOB_IDENTITY}))
+
+
 def _finished(job: dict) -> dict | None:
     """The record of a run that already finished with exactly this job, else None."""
     path = Path(job["out_dir"]) / RECORD
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    same = record["job"] == {k: job[k] for k in ("method", "shots", "fold", "target_cost")}
+    same = record["job"] == job_identity(job)
     return record if same and record["support"] == [i["id"] for i in job["support"]] else None
 
 
