@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from collections import Counter
 
 import pytest
 import torch
 from monai.networks.nets import SwinUNETR, UNet
 
+from seapeft_monailabel.models import load_base_model
 from seapeft_monailabel.peft import UnitRegistry, load_manifest, manifest_from_dict, shipped_manifests
 
 SWIN_HEAD = ["out.conv.conv"]
@@ -123,3 +125,16 @@ def test_bad_manifests_fail_clearly(tmp_path):
     bad.write_text("sites: [unclosed")
     with pytest.raises(ValueError, match="bad.yaml: not valid YAML"):
         load_manifest(bad)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE_MODEL = ROOT / "sample-data" / "base_model" / "model.pt"
+EXPERIMENTS = sorted((ROOT / "docs" / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_development_libraries_of_the_benchmark_page_load(path):
+    """docs/BENCHMARKS.md gives commands with these libraries: each must still resolve on the shipped UNet."""
+    base = load_base_model(BASE_MODEL, {"background": 0, "liver": 1, "gallbladder": 2})
+    registry = UnitRegistry(base.network, str(path), base.head_names)
+    assert len(registry) > 0 and registry.manifest.name == load_manifest(path).name
