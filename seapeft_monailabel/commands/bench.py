@@ -88,11 +88,7 @@ def bench_from_args(args):
     run_changes = {"max_steps": args.steps, "budget_fraction": args.budget_fraction}
     run_changes = {k: v for k, v in run_changes.items() if v is not None}
     run_changes.update(run_settings(args.settings, bench.run_preset))
-    if not run_changes:
-        return bench
-    bench = bench.with_(run_changes={**bench.run_changes, **run_changes})
-    preset(bench.run_preset, **bench.run_changes)  # SearchConfig checks the values now, not in every run
-    return bench
+    return bench.with_(run_changes={**bench.run_changes, **run_changes}) if run_changes else bench
 
 
 def command_line(args) -> str:

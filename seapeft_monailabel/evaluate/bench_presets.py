@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
+from ..search.config import preset
+
 ALL_METHODS = ("head", "full", "bitfit", "ssf", "lora", "adaptformer", "salt", "adalora", "decoder", "random")
 
 #: the shipped default base model, relative to the repository root
@@ -65,6 +67,7 @@ class BenchPreset:
         for name in ("folds", "test", "workers", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchPreset.{name} must be >= 1 (got {getattr(self, name)})")
+        preset(self.run_preset, **self.run_changes)  # the run settings are checked here, not in every run
 
     def with_(self, **changes) -> BenchPreset:
         return replace(self, **changes)

@@ -74,24 +74,25 @@ class SegGradCAM(GradCAM):
     def compute_map(self, x, class_idx=None, retain_graph=False, layer_idx=-1, **kwargs):
         """``(B, 1, *layer_spatial)`` map: ``relu(sum over channels of activation * gradient)``."""
         _, acti, grad = self.nn_module(x, class_idx=class_idx, retain_graph=retain_graph, **kwargs)
-        return F.relu((acti[layer_idx] * grad[layer_idx]).sum(1, keepdim=True))
+        return _voxelwise(acti[layer_idx], grad[layer_idx])
 
     def maps(self, x: torch.Tensor, class_indices: Sequence[int], layer_idx: int = -1) -> torch.Tensor:
         """``(B, L, *x_spatial)`` maps of ``L`` labels from one forward pass and one backward pass per label
         (the layer's activation is the same for every label; only the gradient differs)."""
         hooks = self.nn_module
-        logits, acti, grad = None, None, None
-        layer_maps = []
-        for i, index in enumerate(class_indices):
-            keep_graph = i < len(class_indices) - 1
-            if logits is None:
-                logits, acti, grad = hooks(x, class_idx=index, retain_graph=keep_graph)
-            else:
-                hooks.model.zero_grad()
-                hooks.class_score(logits, index).sum().backward(retain_graph=keep_graph)
-                grad = tuple(hooks.gradients[layer] for layer in hooks.target_layers)
-            layer_maps.append(F.relu((acti[layer_idx] * grad[layer_idx]).sum(1, keepdim=True)))
+        first, *rest = class_indices
+        logits, acti, grad = hooks(x, class_idx=first, retain_graph=bool(rest))
+        layer_maps = [_voxelwise(acti[layer_idx], grad[layer_idx])]
+        for done, index in enumerate(rest, 1):
+            hooks.model.zero_grad()
+            hooks.class_score(logits, index).sum().backward(retain_graph=done < len(rest))
+            layer_maps.append(_voxelwise(acti[layer_idx], hooks.gradients[hooks.target_layers[layer_idx]]))
         return self._upsample_and_post_process(torch.cat(layer_maps, 1), x)
+
+
+def _voxelwise(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+    """HiResCAM of one layer: ``(B, C, *spatial)`` activation and gradient -> ``(B, 1, *spatial)``."""
+    return F.relu((activation * gradient).sum(1, keepdim=True))
 
 
 def label_maps(cam: GradCAM, x: torch.Tensor, class_indices: Sequence[int]) -> torch.Tensor:
