@@ -25,9 +25,11 @@ CASES = [
     ("mlp", "adaptformer", "b2", "b4"),
     ("mlp", "adapter", "b2", "b4"),
     ("up", "block", "full", None),
+    ("conv", "curve", "k2", "k4"),
+    ("conv", "pwlora", "r1", "r2"),
 ]
 IDS = [f"{s}-{f}" for s, f, _, _ in CASES]
-MERGEABLE = {"lora", "adalora", "salt", "bitfit", "ssf", "block"}
+MERGEABLE = {"lora", "pwlora", "adalora", "salt", "bitfit", "ssf", "block"}
 
 
 def _manifest():
@@ -106,6 +108,8 @@ def test_costs_match_formulas(toy_net):
     assert cost["up:block:full"] == up_block
     # SALT on conv: k = min(4, 54) = 4 singular values, top r = 1, residual rank rL = 2
     assert cost["conv:salt:r2"] == 2 * 1 + 2 * 2 * (4 - 1)
+    assert cost["conv:pwlora:r2"] == 2 * (4 + 2)  # A spans the 2 input channels, not channels x 27 taps
+    assert cost["conv:curve:k4"] == 2 * (4 + 1)  # per input channel: 4 slopes and an offset
 
 
 @pytest.mark.parametrize("site,family,level,sibling", CASES, ids=IDS)
@@ -193,6 +197,58 @@ def test_merge_keeps_unmergeable_units(toy_net):
     assert remaining == ["mlp:adaptformer:b2"]
     with torch.no_grad():
         torch.testing.assert_close(merged(_x()), unmerged, rtol=1e-5, atol=1e-5)
+
+
+def test_weight_units_merge_under_an_input_curve(toy_net):
+    registry = _registry(toy_net())
+    names = ["conv:lora:r2", "conv:curve:k2"]
+    _perturb(registry, names)
+    registry.enable_only(names)
+    with torch.no_grad():
+        unmerged = registry.network(_x())
+    merged, remaining = registry.merged_network()
+    assert remaining == ["conv:curve:k2"]
+    with torch.no_grad():
+        torch.testing.assert_close(merged(_x()), unmerged, rtol=1e-5, atol=1e-6)
+
+
+def test_pointwise_lora_is_a_1x1x1_convolution_beside_the_layer(toy_net):
+    net = toy_net()
+    registry = _registry(net)
+    name = "conv:pwlora:r2"
+    _perturb(registry, [name])
+    registry.enable_only([name])
+    unit = registry.unit(name)
+    conv = registry.hosts["conv"].base
+    x = _x()
+    with torch.no_grad():
+        mixing = (unit.lora_B @ unit.lora_A)[..., None, None, None]  # (out, in, 1, 1, 1)
+        expected = torch.nn.functional.conv3d(x, conv.weight, padding=1) + torch.nn.functional.conv3d(x, mixing)
+        torch.testing.assert_close(registry.hosts["conv"](x), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pointwise_lora_needs_an_odd_kernel(toy_net):
+    with pytest.raises(ValueError, match="up: pointwise LoRA needs an odd kernel"):
+        UnitRegistry(toy_net(), manifest_from_dict({"name": "bad", "sites": [{"pattern": "up", "families": {"pwlora": ["r1"]}}]}),
+                     head_names=["head"])
+
+
+def test_curve_is_piecewise_linear_in_the_intensity(toy_net):
+    unit = _registry(toy_net()).unit("conv:curve:k4")  # knots 0, 0.25, 0.5, 0.75
+    with torch.no_grad():
+        unit.offset.fill_(1.0)
+        unit.slopes.zero_()
+        unit.slopes[:, 0] = -2.0  # x + 1 - 2x: the contrast inverted on [0, 1]
+        unit.slopes[:, 2] = 4.0  # from 0.5 on, slope +3
+    x = torch.linspace(0, 1, 9).view(1, 1, 9, 1, 1).expand(1, 2, 9, 1, 1)
+    expected = torch.where(x < 0.5, 1 - x, 0.5 + 3 * (x - 0.5))
+    torch.testing.assert_close(unit(x), expected)
+
+
+def test_curve_knots_must_be_a_power_of_two(toy_net):
+    with pytest.raises(ValueError, match="conv: curve knots must be a power of two"):
+        UnitRegistry(toy_net(), manifest_from_dict({"name": "bad", "sites": [{"pattern": "conv", "families": {"curve": ["k3"]}}]}),
+                     head_names=["head"])
 
 
 @pytest.mark.parametrize("site,family,level,sibling", CASES, ids=IDS)

@@ -8,16 +8,18 @@ from .bitfit import BitFitUnit
 from .block import BlockUnit
 from .families import FAMILIES, create_unit, family_class
 from .host import UnitHost
+from .intensity import IntensityCurveUnit
 from .lora import LoRAUnit
 from .manifest import Manifest, SiteSpec, load_manifest, manifest_from_dict, shipped_manifests
+from .pointwise_lora import PointwiseLoRAUnit
 from .registry import UnitRegistry, load_merged_state_dict
 from .salt import SALTUnit
 from .site import SiteGeometry, describe_site
 from .ssf import SSFUnit
 
 __all__ = [
-    "AdaLoRAUnit", "AdapterUnit", "AdaptFormerUnit", "BitFitUnit", "BlockUnit", "FAMILIES", "LoRAUnit", "Manifest",
-    "PeftUnit", "SALTUnit", "SSFUnit", "SiteGeometry", "SiteSpec", "UnitHost", "UnitRegistry", "WeightDeltaUnit",
+    "AdaLoRAUnit", "AdapterUnit", "AdaptFormerUnit", "BitFitUnit", "BlockUnit", "FAMILIES", "IntensityCurveUnit", "LoRAUnit", "Manifest",
+    "PeftUnit", "PointwiseLoRAUnit", "SALTUnit", "SSFUnit", "SiteGeometry", "SiteSpec", "UnitHost", "UnitRegistry", "WeightDeltaUnit",
     "allocate_ranks", "budget_schedule", "create_unit", "describe_site", "family_class", "load_manifest", "load_merged_state_dict",
     "manifest_from_dict", "shipped_manifests",
 ]

@@ -18,6 +18,7 @@ wrapping the site module applies it:
   ``y = op(x; W + dW, b + db)``;
 * ``parallel``: an extra branch on the module input, ``y = f(x) + u(x)`` (AdaptFormer);
 * ``serial``: a map on the module output, ``y = u(f(x))`` (bottleneck Adapter, SSF);
+* ``input``: a map on the module input, ``y = f(u(x))`` (intensity curve);
 * ``block``: unfreezes the module's own parameters (block tuning).
 """
 

@@ -10,14 +10,17 @@ from .adaptformer import AdaptFormerUnit
 from .base import PeftUnit
 from .bitfit import BitFitUnit
 from .block import BlockUnit
+from .intensity import IntensityCurveUnit
 from .lora import LoRAUnit
+from .pointwise_lora import PointwiseLoRAUnit
 from .salt import SALTUnit
 from .site import SiteGeometry
 from .ssf import SSFUnit
 
 FAMILIES: dict[str, type[PeftUnit]] = {
     cls.family: cls
-    for cls in (LoRAUnit, AdaLoRAUnit, SALTUnit, BitFitUnit, SSFUnit, AdaptFormerUnit, AdapterUnit, BlockUnit)
+    for cls in (LoRAUnit, AdaLoRAUnit, SALTUnit, BitFitUnit, SSFUnit, AdaptFormerUnit, AdapterUnit, BlockUnit,
+                IntensityCurveUnit, PointwiseLoRAUnit)
 }
 
 _NEEDS_BASE_MODULE = (SALTUnit, BlockUnit)

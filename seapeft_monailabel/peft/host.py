@@ -3,6 +3,7 @@
 ``UnitHost`` replaces the site module in its parent and keeps it as ``base``; its units live in
 ``peft_units`` (a ``ModuleDict`` keyed ``{family}_{level}``). Forward, with only the units that are on:
 
+0. input units in registration order: ``x = u(x)`` (what every later step sees as the input);
 1. weight units: ``y = op(x; W + sum dW, b + sum db)`` with ``op`` the base module's own functional
    form (so with all deltas zero the result is bit-identical to ``base(x)``); without any weight unit
    on, ``y = base(x, ...)``;
@@ -64,6 +65,9 @@ class UnitHost(nn.Module):
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         """``x``: the site module's input; extra arguments (e.g. an attention mask) go to the base module."""
         on = [u for u in self.units.values() if u.enabled]
+        for unit in on:
+            if unit.kind == "input":
+                x = unit(x)
         deltas = [u for u in on if u.kind == "weight"]
         y = self._weighted_forward(x, deltas) if deltas else self.base(x, *args, **kwargs)
         for unit in on:
