@@ -88,6 +88,9 @@ def test_markdown_and_goals(tiny_bench):
     text = (out / "results.md").read_text()
     assert "| **SEA-PEFT** |" in text and "| lora |" in text and "liver (seen)" in text
     assert "gallbladder (novel)" in text and "seapeft bench --preset tiny" in text
+    (volume,) = results["test_volumes"]  # the tiny preset's one test volume, its structures measured in ml
+    assert volume["id"] == results["runs"][0]["test"][0] and min(volume["ml"].values()) > 0
+    assert f"| {volume['id']} (" in text and "Per test volume" in text
     goals = results["summary"]["goals"]
     assert goals["strongest_fixed"] in ("head", "lora")
     assert goals["gap"] == pytest.approx(goals["sea_peft_mean"] - goals["strongest_fixed_mean"])
@@ -162,9 +165,11 @@ def test_support_sets_differ_by_fold_and_are_reproducible():
 
 
 def _run(method, shots, fold, liver, gallbladder, cost=10):
+    """A run record with two test volumes, the second 0.1 below the first in both structures."""
     return {"job": {"method": method, "shots": shots, "fold": fold}, "dice": {"liver": liver, "gallbladder": gallbladder,
             "mean": (liver + gallbladder) / 2}, "cost": cost, "trainable": cost + 5, "percent": cost / 10,
-            "budget": 20, "seconds": 1.0}
+            "budget": 20, "seconds": 1.0,
+            "dice_volumes": [[liver + 0.05, gallbladder + 0.05], [liver - 0.05, gallbladder - 0.05]]}
 
 
 def test_summary_statistics():
@@ -175,6 +180,8 @@ def test_summary_statistics():
     summary = summarise(results)
     ours = summary["methods"][SEARCH]["per_shot"]["1"]
     assert ours["gallbladder"] == pytest.approx([65.0, 7.0710678])
+    per_volume = summary["methods"][SEARCH]["per_volume"]["1"]  # test volume x structure, mean over folds
+    assert [d for volume in per_volume for d in volume] == pytest.approx([85.0, 70.0, 75.0, 60.0])
     goals = summary["goals"]
     assert goals["strongest_fixed"] == "lora"  # random sets are not a fixed baseline
     assert goals["gap"] == pytest.approx(72.5 - 60.0) and goals["gap_met"]

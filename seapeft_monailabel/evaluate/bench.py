@@ -39,7 +39,7 @@ from ..search import (
     run_fixed,
     run_search,
 )
-from .bench_data import prepare_volumes, support_set
+from .bench_data import prepare_volumes, structure_volumes, support_set
 from .bench_presets import BenchPreset
 from .bench_report import write_report
 from .machine import machine_info
@@ -280,6 +280,7 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
         "machine": {**machine_info(resolve_device(device)), "torch_threads": bench.threads, "workers": bench.workers},
         "seconds": round(time.monotonic() - started, 1),
         "base_pointing": pointing,
+        "test_volumes": structure_volumes(test, labels),
         "runs": sorted(records, key=lambda r: (r["job"]["shots"], r["job"]["fold"], r["job"]["method"])),
     }
     write_report(results, out)

@@ -12,6 +12,9 @@ import json
 import random
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
+
 from ..data.datastore import image_path, label_path, subject_id, write_subject
 from ..data.phantoms import generate
 from .bench_presets import BenchPreset
@@ -56,3 +59,15 @@ def support_set(pool: list[dict], shots: int, fold: int, data_seed: int) -> list
     if shots + 1 > len(pool):
         raise ValueError(f"{shots} shots need {shots + 1} pool volumes; the pool has {len(pool)}")
     return random.Random(data_seed * 1000 + 100 * fold + shots).sample(pool, shots + 1)
+
+
+def structure_volumes(test: list[dict], labels: dict[str, int]) -> list[dict]:
+    """``{"id", "ml": {structure: volume in ml}}`` of every test item, from its label file."""
+    sizes = []
+    for item in test:
+        image = nib.load(item["label"])
+        voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
+        array = np.asarray(image.dataobj)
+        sizes.append({"id": item["id"], "ml": {name: float((array == value).sum()) * voxel_ml
+                                               for name, value in labels.items() if name != "background"}})
+    return sizes

@@ -35,16 +35,18 @@ def summarise(results: dict) -> dict:
         runs = [r for r in results["runs"] if r["job"]["method"] == method]
         if not runs:
             continue
-        per_shot = {}
+        per_shot, per_volume = {}, {}
         for k in shots:
             fold_runs = [r for r in runs if r["job"]["shots"] == k]
             if fold_runs:
                 per_shot[str(k)] = {s: list(_mean_sd([100 * r["dice"][s] for r in fold_runs]))
                                     for s in structures + ["mean"]}
                 per_shot[str(k)]["folds"] = len(fold_runs)
+                per_volume[str(k)] = (100 * np.mean([r["dice_volumes"] for r in fold_runs], axis=0)).tolist()
         over_shots = {s: float(np.mean([v[s][0] for v in per_shot.values()])) for s in structures + ["mean"]}
         methods[method] = {
             "per_shot": per_shot,
+            "per_volume": per_volume,
             "over_shots": over_shots,
             "cost": float(np.mean([r["cost"] for r in runs])),
             "trainable": float(np.mean([r["trainable"] for r in runs])),
@@ -99,6 +101,26 @@ def _count(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _sizes(ml: dict[str, float], structures: list[str]) -> str:
+    return " / ".join(f"{ml[s]:.0f}" for s in structures)
+
+
+def _per_volume_lines(results: dict, summary: dict, order: list[str], tag: dict[str, str]) -> list[str]:
+    """The per-test-volume table (one structure's size can move a mean over a few volumes by points)."""
+    volumes = results.get("test_volumes")
+    if not volumes:
+        return []
+    structures = summary["structures"]
+    lines = ["", "Per test volume (Dice x 100, mean over folds; " + " / ".join(f"{s}{tag[s]}" for s in structures)
+             + "; the structures' volumes in ml under each name):", "",
+             "| method | shots | " + " | ".join(f"{v['id']} ({_sizes(v['ml'], structures)} ml)" for v in volumes) + " |",
+             "|---|---" + "|---" * len(volumes) + "|"]
+    for m in order:
+        for k, table in summary["methods"][m]["per_volume"].items():
+            lines.append(f"| {m} | {k} | " + " | ".join(" / ".join(f"{d:.1f}" for d in row) for row in table) + " |")
+    return lines
+
+
 def markdown(results: dict, summary: dict) -> str:
     """The result tables and the goals check as Markdown."""
     shots = [str(k) for k in results["preset"]["shots"]]
@@ -134,6 +156,7 @@ def markdown(results: dict, summary: dict) -> str:
     for m in order:
         for k, stat in methods[m]["per_shot"].items():
             lines.append(f"| {m} | {k} | " + " | ".join(_cell(stat[s]) for s in structures + ["mean"]) + " |")
+    lines += _per_volume_lines(results, summary, order, tag)
     g = summary["goals"]
     if g:
         lines += ["", "Goals:", ""]
