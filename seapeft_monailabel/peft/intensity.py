@@ -55,6 +55,8 @@ class IntensityCurveUnit(PeftUnit):
         """Knot ``j`` of ``k`` knots is knot ``j * K / k`` of ``K``: copy the slopes there (exact)."""
         if smaller.group != self.group:
             raise ValueError(f"cannot warm-start {self.name} from {smaller.name}: different groups")
+        if smaller.slopes.shape[1] > self.slopes.shape[1]:
+            raise ValueError(f"cannot warm-start {self.name} from the larger level {smaller.name}")
         self.reset_parameters()
         step = self.slopes.shape[1] // smaller.slopes.shape[1]
         self.slopes[:, ::step] = smaller.slopes
