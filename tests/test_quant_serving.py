@@ -1,7 +1,8 @@
 """CPU serving and INT8: a small adapted UNet through export, OpenVINO FP32/INT8, fallbacks and the CLI.
 
 One module-scoped export (a tiny UNet trained for a few dozen steps on sample-data, with a merged LoRA
-unit and an unmerged bottleneck adapter) serves every test; the fall-back tests work on copies.
+unit, an unmerged bottleneck adapter and an unmerged intensity curve on the first block's input) serves
+every test; the fall-back tests work on copies.
 
 Tolerances, on a real 32^3 patch of sample-data:
 - OpenVINO FP32 vs PyTorch: max |logit difference| <= 1e-3 * max(1, max |logit|) (float rounding only);
@@ -42,7 +43,8 @@ LOGGER = "seapeft_monailabel.quant.serving"
 
 
 def _train_adapted_unet(out: Path, items: list[dict]) -> Path:
-    """Train a tiny UNet briefly, add a LoRA unit (merged) and a bottleneck adapter (left unmerged), save it."""
+    """Train a tiny UNet briefly, add a LoRA unit (merged), a bottleneck adapter and an intensity curve on the
+    first block's input (both left unmerged), save it."""
     torch.manual_seed(0)
     network = build_network(SPEC)
     chain = train_transforms(ROI, num_samples=2, augment=False, seed=0)
@@ -60,6 +62,7 @@ def _train_adapted_unet(out: Path, items: list[dict]) -> Path:
     manifest = manifest_from_dict({"name": "quant-test", "sites": [
         {"pattern": r"model\.1\.submodule\.0\.conv\.unit0\.conv", "families": {"lora": ["r2"]}},
         {"pattern": r"model\.0\.conv\.unit0\.conv", "families": {"adapter": ["b4"]}},
+        {"pattern": r"model\.0", "families": {"curve": ["k8"]}},
     ]})
     registry = UnitRegistry(network.eval(), manifest, heads)
     registry.enable_only(list(registry.units))
@@ -68,7 +71,7 @@ def _train_adapted_unet(out: Path, items: list[dict]) -> Path:
             for p in unit.parameters():
                 p.add_(0.01 * torch.randn_like(p))
     merged, unmerged = registry.merged_network()
-    assert unmerged, "the adapter must stay unmerged for this test"
+    assert len(unmerged) == 2, "the adapter and the curve must stay unmerged for this test"
     units = [{"site": registry.unit(n).site, "family": registry.unit(n).family, "level": registry.unit(n).level}
              for n in unmerged]
     out.mkdir(parents=True, exist_ok=True)
