@@ -24,6 +24,7 @@ COMMANDS = {
     "bench": "bench",
     "dicom": "dicom",
     "explain": "explain",
+    "errors": "errors",
 }
 
 

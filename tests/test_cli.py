@@ -107,6 +107,20 @@ def test_bad_input_gets_one_clear_line(workspace, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
+def test_errors_reports_a_structure_per_model_group(workspace):
+    done = _run("errors", "--data", workspace / "data", "--structure", "liver", "--preset", "tiny",
+                "--models", workspace / "base.pt", workspace / "b*.pt")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert len(lines) == 2 and "(1 models x 3 volumes): liver Dice" in lines[0]
+    assert lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1]  # the same model, found by name and by glob
+    assert "missed" in lines[0] and "within 7 mm of the surface" in lines[0]
+    _one_error_line(_run("errors", "--data", workspace / "data", "--structure", "spleen", "--models", workspace / "base.pt"),
+                    "base.pt", "no label 'spleen'")
+    _one_error_line(_run("errors", "--data", workspace / "data", "--structure", "liver", "--models", workspace / "none*.pt"),
+                    "none*.pt", "no model file matches")
+
+
 def test_ctrl_c_leaves_no_half_written_output(workspace, tmp_path):
     out = tmp_path / "interrupted"
     # a fixed method runs all its steps (a search may stop early once its set settles)
