@@ -52,11 +52,7 @@ test: venv
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 serve: venv
-	@if [ ! -f $(APP)/main.py ]; then \
-		echo "The MONAI Label app $(APP) is not built yet: $(VENV) is ready, no server was started."; \
-		exit 0; \
-	fi; \
-	if [ ! -d $(SAMPLE_DATA) ]; then \
+	@if [ ! -d $(SAMPLE_DATA) ]; then \
 		echo "$(SAMPLE_DATA)/ is missing: nothing to serve." >&2; \
 		exit 1; \
 	fi; \

@@ -20,7 +20,7 @@ Typical use::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -361,8 +361,3 @@ def generate(site: "str | Site", seed: int, index: int) -> Phantom:
     affine[:3, 3] = origin
     return Phantom(image=img, label=lut[anatomy], anatomy=anatomy, body=body, spacing=tuple(site.spacing),
                    affine=affine, site=site.name, seed=int(seed), index=int(index))
-
-
-def generate_many(site: "str | Site", seed: int, indices: Sequence[int]) -> Dict[int, Phantom]:
-    """``{index: generate(site, seed, index)}`` for each index."""
-    return {int(i): generate(site, seed, int(i)) for i in indices}

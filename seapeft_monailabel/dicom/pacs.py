@@ -62,7 +62,6 @@ def tag_value(dataset: dict, tag: str):
 
 SERIES_INSTANCE_UID = "0020000E"
 STUDY_INSTANCE_UID = "0020000D"
-MODALITY = "00080060"
 
 
 def series_uids(dicomweb_url: str, **filters: str) -> list[str]:

@@ -81,11 +81,6 @@ def activation_matmuls(model: ov.Model) -> list[str]:
             and not any(constant(source) for source in _inputs(op))]
 
 
-def conv_names(model: ov.Model) -> list[str]:
-    """Names of every (transposed) convolution, in graph order."""
-    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() in CONV_TYPES]
-
-
 def end_convolutions(model: ov.Model) -> tuple[list[str], list[str]]:
     """The first and the last convolutions: those fed by the input, and those feeding the output,
     with no other convolution in between (a residual unit has two of each)."""
