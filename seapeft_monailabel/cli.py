@@ -1,7 +1,9 @@
 """The ``seapeft`` command line. Each verb lives in its own module under ``commands/``.
 
-Errors a user can fix (bad paths, bad volumes, bad weights, bad settings) end the command with one
-clear line on stderr and exit status 2; Ctrl-C exits with 130 and leaves no half-written file.
+Errors a user can fix (bad paths, bad volumes, bad weights, bad settings: ``ValueError`` and
+``FileNotFoundError``, which the library's own input errors derive from) end the command with one clear
+line on stderr and exit status 2; any other exception is a bug and shows its traceback. Ctrl-C exits
+with 130 and leaves no half-written file.
 """
 
 from __future__ import annotations
@@ -26,10 +28,6 @@ COMMANDS = {
     "explain": "explain",
     "errors": "errors",
 }
-
-
-class UserError(Exception):
-    """A problem with the user's input, reported as one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,11 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("seapeft: interrupted; no partial output was left behind", file=sys.stderr)
         return 130
-    except (UserError, ValueError, FileNotFoundError, KeyError, TypeError) as err:
+    except (ValueError, FileNotFoundError) as err:  # the library's errors for bad input derive from these
         if args.verbose:
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
-        print(f"seapeft {args.command}: error: {message}", file=sys.stderr)
+        print(f"seapeft {args.command}: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -45,7 +45,7 @@ def test_sites_differ_for_same_seed():
 
 
 def test_unknown_site_lists_valid_ones():
-    with pytest.raises(KeyError, match="source.*target"):
+    with pytest.raises(ValueError, match="source.*target"):
         generate("hospital_x", 0, 0)
 
 

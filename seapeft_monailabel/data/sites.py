@@ -232,14 +232,13 @@ def get_site(site: "str | Site") -> Site:
     """Return the :class:`Site` named ``site`` (a ``Site`` is returned unchanged).
 
     Raises:
-        KeyError: unknown name; the message lists the valid site names.
+        ValueError: unknown name; the message lists the valid site names.
     """
     if isinstance(site, Site):
         return site
-    try:
-        return SITES[site]
-    except KeyError:
-        raise KeyError(f"unknown site {site!r}; valid sites: {', '.join(sorted(SITES))}") from None
+    if site not in SITES:
+        raise ValueError(f"unknown site {site!r}; valid sites: {', '.join(sorted(SITES))}")
+    return SITES[site]
 
 
 def label_names(site: "str | Site") -> Dict[str, int]:

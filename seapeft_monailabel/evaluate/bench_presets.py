@@ -12,7 +12,7 @@ Presets:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from ..search.config import preset
 
@@ -95,4 +95,8 @@ def bench_preset(name: str, **changes) -> BenchPreset:
     """A named bench preset (``gpu``, ``cpu``, ``tiny``) with optional changes."""
     if name not in BENCH_PRESETS:
         raise ValueError(f"unknown bench preset '{name}' (known: {', '.join(BENCH_PRESETS)})")
+    known = [f.name for f in fields(BenchPreset)]
+    unknown = set(changes) - set(known)
+    if unknown:
+        raise ValueError(f"unknown bench setting(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
     return BENCH_PRESETS[name].with_(**changes)

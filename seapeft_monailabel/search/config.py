@@ -119,4 +119,8 @@ def preset(name: str, **changes) -> SearchConfig:
     """A named preset (``cpu``, ``gpu``, ``tiny``) with optional changes."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset '{name}' (known: {', '.join(PRESETS)})")
+    unknown = set(changes) - {f.name for f in fields(SearchConfig)}
+    if unknown:
+        raise ValueError(f"unknown run setting(s) {', '.join(sorted(unknown))} (known: "
+                         f"{', '.join(f.name for f in fields(SearchConfig))})")
     return PRESETS[name].with_(**changes)
