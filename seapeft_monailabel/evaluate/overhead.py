@@ -32,8 +32,7 @@ def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dic
         search = run_search(datalist, network, spec=spec, head_names=heads, labels=labels, config=config,
                             out_dir=f"{tmp}/search")
         search_seconds = time.perf_counter() - started
-        events = [line for line in open(f"{tmp}/search/events.jsonl") if '"stage": "refine"' in line]
-        same = config.with_(max_steps=search.steps - len(events), refine_steps=len(events), refine_patience=10**9)
+        same = config.with_(max_steps=search.search_steps, refine_steps=search.refine_steps, refine_patience=10**9)
         network, spec, heads = make_model()
         started = time.perf_counter()
         lora = run_fixed(datalist, network, method="lora", spec=spec, head_names=heads, labels=labels, config=same,

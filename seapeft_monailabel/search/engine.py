@@ -6,10 +6,13 @@ weights loaded, and a :class:`SearchConfig`; they train, write the run's files i
 
 Under ``torchrun`` the search runs data-parallel on every rank; only rank 0 writes (see :mod:`.distributed`).
 
-Data split: the labelled volumes are shuffled with the config's seed; with ``k + 1`` volumes, ``k``
-form the support set and the last one is held out as the audit set (its patches decide the search);
-the refine stage then trains on all ``k + 1``. With one volume, support and audit share it.
-A fixed baseline trains on all labelled volumes for the same number of steps (search + refine).
+Data split, the same for every method (:func:`split_support`): the labelled volumes are shuffled with
+the config's seed; with ``k + 1`` volumes, ``k`` form the support set and the last one is held out as
+the selection (audit) volume. With one volume, support and selection share it. SEA-PEFT trains on the
+support set during the search, decides on the selection volume's patches, then refines on all
+``k + 1``; a fixed baseline trains on the support set for the search's steps, has its Dice measured on
+the same selection patches, then refines on all ``k + 1`` for the refine steps. Every method records
+``shots = k``.
 """
 
 from __future__ import annotations
@@ -28,13 +31,14 @@ from torch import nn
 from ..data.datastore import load_volume_pair
 from ..models import NetworkSpec
 from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule
+from .audit import Auditor
 from .baselines import method_manifest, random_units
 from .config import SearchConfig
 from .distributed import init_distributed
 from .episode import Progress, SearchEpisode, train_steps
 from .events import EventLog
 from .outputs import save_merged_model, staged_output, write_yaml
-from .patches import PatchStream
+from .patches import PatchStream, audit_patches
 from .report import draw_report
 from .trainer import UnitTrainer
 
@@ -52,11 +56,13 @@ class RunResult:
     selection_dice: float | None
     head_only_dice: float | None
     stop_reason: str
-    steps: int
+    steps: int  # search_steps + refine_steps
     seconds: float
     out_dir: str
     unit_costs: dict[str, int] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    search_steps: int = 0  # steps on the support set (a fixed method: always the config's max_steps)
+    refine_steps: int = 0  # refine steps run (fewer than the config's when the refine stage stopped early)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +86,8 @@ def validate_datalist(datalist: Sequence[dict], labels: dict[str, int]) -> list[
 
 
 def split_support(items: Sequence[dict], seed: int) -> tuple[list[dict], dict]:
-    """Shuffle with ``seed``; the last volume is the audit volume, the rest the support set."""
+    """The support/selection split of every method: shuffle with ``seed``; the last volume is the
+    selection (audit) volume, the rest the support set (one volume: both are that volume)."""
     order = list(items)
     random.Random(seed).shuffle(order)
     if len(order) == 1:
@@ -163,7 +170,8 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
     return RunResult("sea-peft", outcome.chosen, summary["cost"], episode.budget, registry.backbone_parameters,
                      len(support), outcome.selection_dice, outcome.head_only_dice, outcome.stop_reason,
                      outcome.search_steps + outcome.refine_steps, time.monotonic() - started, str(out_dir),
-                     {n: registry.unit(n).cost for n in outcome.chosen}, files)
+                     {n: registry.unit(n).cost for n in outcome.chosen}, files, outcome.search_steps,
+                     outcome.refine_steps)
 
 
 def _adalora_hook(units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int], None]:
@@ -183,9 +191,11 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
               library: Manifest | str | None = None, progress: Progress | None = None) -> RunResult:
     """A fixed unit set (``head``, ``full``, ``bitfit``, ``ssf``, ``lora``, ``adaptformer``, ``salt``, ``adalora``,
     ``decoder``, or ``random`` of ``target_cost`` drawn from ``library``, default the network's search library)
-    trained on all labelled volumes for search + refine steps."""
+    on the data split SEA-PEFT uses: the support set for the search's steps, the selection Dice on the same
+    selection patches, then the refine steps on support and selection volume together."""
     started = time.monotonic()
     items = validate_datalist(datalist, labels)
+    support, selection = split_support(items, config.seed)
     _seed(config.seed)
     device = resolve_device(config.device)
     network.to(device)
@@ -205,20 +215,28 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     adalora = [u for u in (registry.unit(n) for n in chosen) if isinstance(u, AdaLoRAUnit)]
     if adalora:
         trainer.after_backward.append(_adalora_hook(adalora, steps))
-    stream = iter(PatchStream(items, config.patch_size, config.patches_per_step, config.seed, config.spacing))
+    # the streams and the selection patches of SEA-PEFT's episode (see SearchEpisode.run)
+    search_stream = iter(PatchStream(support, config.patch_size, config.patches_per_step, config.seed, config.spacing))
+    refine_stream = iter(PatchStream(items, config.patch_size, config.patches_per_step, config.seed + 1,
+                                     config.spacing))
+    auditor = Auditor(registry, *audit_patches(selection, config.patch_size, config.audit_patches, len(labels),
+                                               config.seed, config.spacing), len(labels), device=device)
     with staged_output(out_dir) as staging:
         events = EventLog(staging / "events.jsonl")
         try:
             # the same schedule as SEA-PEFT: warm-up and constant rate for the search steps, then the
             # refine stage's cosine decay with early stopping
-            done = train_steps(trainer, stream, config.max_steps, events, method, progress, decay=False)
-            done += train_steps(trainer, stream, config.refine_steps, events, method, progress, offset=done,
-                                patience=config.refine_patience)
-            extra = {"steps": done, "seconds": round(time.monotonic() - started, 1)}
-            summary = _summary(method, registry, chosen, budget, spec, labels, config, len(items), extra)
+            search_steps = train_steps(trainer, search_stream, config.max_steps, events, method, progress, decay=False)
+            selection_dice = auditor.dice(chosen)
+            refine_steps = train_steps(trainer, refine_stream, config.refine_steps, events, "refine", progress,
+                                       offset=search_steps, patience=config.refine_patience)
+            extra = {"selection_dice": selection_dice, "stop_reason": "step_limit", "search_steps": search_steps,
+                     "refine_steps": refine_steps, "seconds": round(time.monotonic() - started, 1),
+                     "audit_volume": selection["image"], "support": [i["image"] for i in support]}
+            summary = _summary(method, registry, chosen, budget, spec, labels, config, len(support), extra)
             files = _write_outputs(staging, registry, chosen, spec, labels, events, summary)
         finally:
             events.close()
-    return RunResult(method, chosen, summary["cost"], budget, registry.backbone_parameters, len(items), None, None,
-                     "step_limit", done, time.monotonic() - started, str(out_dir),
-                     {n: registry.unit(n).cost for n in chosen}, files)
+    return RunResult(method, chosen, summary["cost"], budget, registry.backbone_parameters, len(support),
+                     selection_dice, None, "step_limit", search_steps + refine_steps, time.monotonic() - started,
+                     str(out_dir), {n: registry.unit(n).cost for n in chosen}, files, search_steps, refine_steps)

@@ -48,7 +48,7 @@ class EpisodeOutcome:
 
     chosen: list[str]
     selection_dice: float
-    head_only_dice: float
+    head_only_dice: float  # the Dice of the candidate without units at the final selection
     candidates: list[Candidate]
     stop_reason: str
     search_steps: int
@@ -280,7 +280,6 @@ class SearchEpisode:
         stream = self._stream(self.support, cfg.seed)
         started = time.monotonic()
         self.prior = self._warm_start(stream)
-        head_only = self.auditor.dice([])
         if cfg.prior_start:
             self._start_from_prior()
         reason, step = "step_limit", 0
@@ -306,6 +305,9 @@ class SearchEpisode:
                 break
         candidates = self._select()
         winner = candidates[0]
+        # the head alone, as the selection measured it (the same head as every other candidate): one number
+        # for config.yaml's head-only candidate and the run's head_only_dice
+        head_only = next(c.dice for c in candidates if c.units == ())
         self.registry.enable_only(winner.units)
         if cfg.reinit_refine:
             for name in winner.units:

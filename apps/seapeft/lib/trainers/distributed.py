@@ -121,4 +121,5 @@ def result_from_run(run_dir: Path) -> RunResult:
         steps=int(summary.get("search_steps", 0)) + int(summary.get("refine_steps", 0)),
         seconds=float(summary.get("seconds", 0.0)), out_dir=str(run_dir),
         unit_costs={u["name"]: int(u["cost"]) for u in units},
-        files={name: name for name in ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")})
+        files={name: name for name in ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")},
+        search_steps=int(summary.get("search_steps", 0)), refine_steps=int(summary.get("refine_steps", 0)))
