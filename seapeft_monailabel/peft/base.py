@@ -50,6 +50,10 @@ class PeftUnit(nn.Module, metaclass=ABCMeta):
     level_pattern: ClassVar[str]
     site_kinds: ClassVar[tuple[str, ...]]
     mergeable: ClassVar[bool] = False
+    #: first-order effects that are per-channel maps of the site output (``shift``: adds a constant per
+    #: channel, ``scale``: multiplies each channel by a constant); :mod:`.effect` checks that a following
+    #: normalisation does not cancel them. Empty for families whose effect is not per-channel.
+    channel_effects: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, geometry: SiteGeometry, level: str):
         super().__init__()

@@ -1,7 +1,9 @@
 """BitFit: a trainable delta on the bias of a Linear, Conv3d or ConvTranspose3d.
 
 Where the layer has no bias (every convolution of SwinUNETR's CNN path) the delta acts as a new
-bias, and merging creates one. Zero at creation. Cost: ``out_features``.
+bias, and merging creates one. Zero at creation. Cost: ``out_features``. A bias on a layer whose output
+goes straight into an InstanceNorm is subtracted again by the norm; :mod:`.effect` keeps such units out
+of a library.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ class BitFitUnit(WeightDeltaUnit):
 
     family = "bitfit"
     level_pattern = r"full"
+    channel_effects = ("shift",)
 
     def __init__(self, geometry: SiteGeometry, level: str = "full"):
         super().__init__(geometry, level)

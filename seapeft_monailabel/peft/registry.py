@@ -13,6 +13,7 @@ SVD of the frozen weights at creation.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from .base import PeftUnit
+from .effect import InertUnitWarning, inert_units
 from .families import create_unit
 from .host import UnitHost
 from .manifest import Manifest, load_manifest
@@ -50,9 +52,12 @@ class UnitRegistry:
         network: the backbone, with its pretrained weights already loaded.
         manifest: a :class:`Manifest`, a shipped manifest name or a YAML path.
         head_names: module paths of the output head (always trained), e.g. ``["out.conv.conv"]``.
+        example: a network input ``(1, C_in, *patch)``; when given, units that cannot change the output
+            are found on it and left out (:meth:`drop_inert_units`).
     """
 
-    def __init__(self, network: nn.Module, manifest: Manifest | str, head_names: Iterable[str]):
+    def __init__(self, network: nn.Module, manifest: Manifest | str, head_names: Iterable[str],
+                 example: torch.Tensor | None = None):
         self.network = network
         self.manifest = manifest if isinstance(manifest, Manifest) else load_manifest(manifest)
         self.head_names = list(head_names)
@@ -82,6 +87,24 @@ class UnitRegistry:
             unit.to(next(host.base.parameters(), torch.empty(0)).device).train(host.training)
             host.add_unit(unit)
             self.units[unit.name] = unit
+        if example is not None:
+            self.drop_inert_units(example)
+
+    def drop_inert_units(self, example: torch.Tensor) -> dict[str, str]:
+        """Remove (with an :class:`InertUnitWarning`) every unit whose effect a following norm cancels.
+
+        ``example``: a network input ``(1, C_in, *patch)``. Returns ``{unit name: reason}`` of the
+        removed units (see :mod:`.effect`).
+        """
+        inert = inert_units(self, example)
+        for name in inert:
+            unit = self.units.pop(name)
+            del self.hosts[unit.site].units[f"{unit.family}_{unit.level}"]
+        if inert:
+            warnings.warn(f"manifest '{self.manifest.name}': {len(inert)} units cannot change the output and are "
+                          f"left out: " + "; ".join(f"{n}: {r}" for n, r in inert.items()), InertUnitWarning,
+                          stacklevel=2)
+        return inert
 
     # ----------------------------------------------------------------- lookup
     def __iter__(self) -> Iterator[PeftUnit]:

@@ -26,6 +26,7 @@ class SSFUnit(PeftUnit):
     level_pattern = r"full"
     site_kinds = ("linear", "conv", "conv_transpose", "norm")
     mergeable = True
+    channel_effects = ("scale", "shift")
 
     def __init__(self, geometry: SiteGeometry, level: str = "full"):
         super().__init__(geometry, level)

@@ -13,12 +13,12 @@ from ..peft import Manifest, UnitRegistry, manifest_from_dict
 
 _SWIN_BLOCK = r"swinViT\.layers\d\.0\.blocks\.\d+"
 _SWIN_LINEAR = rf"({_SWIN_BLOCK}\.(attn\.(qkv|proj)|mlp\.linear[12])|swinViT\.layers\d\.0\.downsample\.reduction)"
-_SWIN_CONV = r"(encoder\d+|decoder\d)(\.\w+)*\.conv"
+_SWIN_TRANSP = r"decoder\d\.transp_conv\.conv"
 _SWIN_CONV3 = r"(encoder\d+\.layer|decoder\d\.conv_block)\.conv[12]\.conv"
 _SWIN_NORM = rf"({_SWIN_BLOCK}\.norm[12]|(encoder\d+\.layer|decoder\d\.conv_block)\.norm\d)"
 
 _UNET_CONV = r"model\.[01](\.[a-z0-9]+)*\.conv\.unit\d+\.conv"
-_UNET_ALL_CONV = rf"({_UNET_CONV}|model\.[01](\.[a-z0-9]+)*\.residual|model\.1(\.[a-z0-9]+)*\.2\.0\.conv)"
+_UNET_RESIDUAL = r"model\.[01](\.[a-z0-9]+)*\.residual"
 
 # method -> network -> list of (pattern, {family: [levels]})
 METHODS: dict[str, dict[str, list[tuple[str, dict[str, list[str]]]]]] = {
@@ -27,8 +27,9 @@ METHODS: dict[str, dict[str, list[tuple[str, dict[str, list[str]]]]]] = {
              "unet": [(r"model\.[01]", {"block": ["full"]})]},
     "decoder": {"swinunetr": [(r"decoder\d", {"block": ["full"]})],
                 "unet": [(r"model\.1(\.submodule)*\.2", {"block": ["full"]})]},
-    "bitfit": {"swinunetr": [(_SWIN_LINEAR, {"bitfit": ["full"]}), (_SWIN_CONV, {"bitfit": ["full"]})],
-               "unet": [(_UNET_ALL_CONV, {"bitfit": ["full"]})]},
+    # only biases that reach the output: every other convolution of both networks feeds an InstanceNorm
+    "bitfit": {"swinunetr": [(_SWIN_LINEAR, {"bitfit": ["full"]}), (_SWIN_TRANSP, {"bitfit": ["full"]})],
+               "unet": [(_UNET_RESIDUAL, {"bitfit": ["full"]})]},
     "ssf": {"swinunetr": [(_SWIN_NORM, {"ssf": ["full"]})],
             "unet": [(r"model\.[01](\.[a-z0-9]+)*\.adn\.N", {"ssf": ["full"]})]},
     "lora": {"swinunetr": [(rf"{_SWIN_BLOCK}\.attn\.qkv", {"lora": ["r8"]})],
