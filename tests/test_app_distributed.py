@@ -21,13 +21,13 @@ sys.path.insert(0, str(APP_DIR))
 
 import lib.trainers.seapeft as train_module
 from lib.configs.conf import AppConf, ConfError
-from lib.trainers.distributed import processes, result_from_run, search_command
+from lib.trainers.distributed import processes, search_command
 from lib.trainers.seapeft import SeaPeftTrain
 
 from seapeft_monailabel.commands import search as search_verb
 from seapeft_monailabel.commands.common import config_from_args
 from seapeft_monailabel.data import make_datalist
-from seapeft_monailabel.search import preset, run_search
+from seapeft_monailabel.search import RunResult, preset, run_search
 
 
 def _search_args(command: list[str]):
@@ -126,7 +126,7 @@ def test_result_is_read_back_from_the_run_folder(tmp_path):
     config = preset("tiny", max_steps=4, refine_steps=1, patch_size=(16, 16, 16), device="cpu")
     result = run_search(make_datalist(SAMPLE_DATA)[:2], base.network, spec=base.spec, head_names=base.head_names,
                         labels=base.labels, config=config, out_dir=tmp_path / "run")
-    read = result_from_run(tmp_path / "run")
+    read = RunResult.from_run_dir(tmp_path / "run")
     expected = result.to_dict()
     got = read.to_dict()
     assert abs(got.pop("seconds") - expected.pop("seconds")) < 5.0

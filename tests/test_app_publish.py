@@ -13,7 +13,6 @@ sys.path.insert(0, str(APP_DIR))
 
 from lib.configs.conf import AppConf, ConfError
 from lib.infers.predictor import PredictorPicker
-from lib.models.patch import fit_patch
 from lib.models.published import (
     POINTER,
     RUN_FILES,
@@ -101,11 +100,6 @@ def test_conf_keys_parse_and_fail_clearly(tmp_path):
     for bad in ({"runtime": "tensorrt"}, {"labels": '{"liver": 1}'}, {"patch_size": "a"}, {"steps": "0"}):
         with pytest.raises(ConfError, match=next(iter(bad))):
             AppConf.from_conf(bad, APP_DIR)
-
-
-def test_fit_patch_rounds_up_to_the_network_multiple():
-    assert fit_patch((48, 48, 30), SPEC) == (48, 48, 32)
-    assert fit_patch((32, 32, 32), NetworkSpec(name="swinunetr")) == (64, 32, 32)
 
 
 def test_runtime_choice_falls_back_to_pytorch_and_says_why(store):

@@ -9,9 +9,8 @@ import torch
 
 from seapeft_monailabel.data import label_names
 from seapeft_monailabel.evaluate import evaluate_volumes
-from seapeft_monailabel.models import load_base_model
-from seapeft_monailabel.models import file_sha256
-from seapeft_monailabel.models.pretrain import write_subjects
+from seapeft_monailabel.models import WeightLoadError, file_sha256, load_base_model
+from seapeft_monailabel.training import write_subjects
 
 BASE = Path(__file__).resolve().parents[1] / "sample-data" / "base_model"
 MODEL = BASE / "model.pt"
@@ -67,6 +66,21 @@ def test_target_labels_copy_the_liver_row():
     body = [k for k in source.network.state_dict() if not any(k.startswith(h + ".") for h in source.head_names)]
     src, tgt = source.network.state_dict(), target.network.state_dict()
     assert all(torch.equal(src[k], tgt[k]) for k in body)
+
+
+def test_plain_weights_load_through_the_same_loader(tmp_path):
+    """A plain state dict needs the network named and the task's labels; it then loads as the model file does."""
+    source = load_base_model(MODEL)
+    torch.save(source.network.state_dict(), tmp_path / "plain.pt")
+    with pytest.raises(ValueError, match="label names"):
+        load_base_model(tmp_path / "plain.pt", network="unet")
+    with pytest.raises(WeightLoadError, match="name the network"):
+        load_base_model(tmp_path / "plain.pt", source.labels)
+    plain = load_base_model(tmp_path / "plain.pt", source.labels, network="unet", patch_size=(40, 40, 40))
+    assert plain.spec == source.spec and plain.base_labels is None and not plain.same_as_file and source.same_as_file
+    assert plain.patch_size == (40, 40, 40) and source.patch_size == (48, 48, 48)  # the recipe's window
+    state = source.network.state_dict()
+    assert all(torch.equal(v, state[k]) for k, v in plain.network.state_dict().items())
 
 
 def test_new_head_rows_are_seeded_and_leave_the_global_rng_alone():

@@ -28,8 +28,8 @@ from seapeft_monailabel.explain import (
     peak_inside,
     pointing_game,
 )
-from seapeft_monailabel.models.pretrain import write_subjects
-from seapeft_monailabel.search import load_merged_model
+from seapeft_monailabel.peft import load_merged_model
+from seapeft_monailabel.training import write_subjects
 
 MODEL = Path(__file__).resolve().parents[1] / "sample-data" / "base_model" / "model.pt"
 SEAPEFT = str(Path(sys.executable).with_name("seapeft"))

@@ -17,6 +17,7 @@ from seapeft_monailabel.models import (
     WeightLoadError,
     build_network,
     count_parameters,
+    fit_patch,
     head_module_names,
     load_pretrained,
     spatial_multiple,
@@ -96,6 +97,11 @@ def test_build_networks_shapes_and_sizes():
     with torch.no_grad():  # SwinUNETR's output shape is checked in test_swinunetr_output_reproduced_after_loading
         assert _net(UNET, 0)(_input(UNET)).shape == (1, 3, 16, 16, 16)
     assert spatial_multiple(SWIN) == 32 and spatial_multiple(UNET) == 4
+
+
+def test_fit_patch_rounds_up_to_the_network_multiple():
+    assert fit_patch((48, 48, 30), UNET) == (48, 48, 32)
+    assert fit_patch((32, 32, 32), SWIN) == (64, 32, 32)  # SwinUNETR's bottleneck needs 64 along one axis
 
 
 def test_head_module_names_point_at_class_outputs():

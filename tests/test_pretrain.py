@@ -13,7 +13,7 @@ from seapeft_monailabel.commands import pretrain as pretrain_command
 from seapeft_monailabel.data import label_names
 from seapeft_monailabel.models import load_base_model, read_model_header
 from seapeft_monailabel.models import file_sha256
-from seapeft_monailabel.models.pretrain import PretrainRecipe, pretrain
+from seapeft_monailabel.training import PretrainRecipe, pretrain
 
 TINY = PretrainRecipe(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, train_subjects=1, test_subjects=1,
                       target_subjects=1, steps=6, patch_size=(32, 32, 32), patches_per_step=1, eval_every=3)

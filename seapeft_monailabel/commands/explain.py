@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 
 from ..explain import default_layer, draw_overlay, explain_file, explanation_window
-from ..search import load_merged_model
+from ..peft import load_merged_model
 
 
 def add_arguments(parser) -> None:

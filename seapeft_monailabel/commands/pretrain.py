@@ -11,7 +11,7 @@ import shlex
 
 import torch
 
-from ..models.pretrain import PretrainRecipe, pretrain
+from ..training import PretrainRecipe, pretrain
 from .common import ProgressBar
 
 _DEFAULTS = PretrainRecipe()

@@ -15,7 +15,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..data.transforms import eval_transforms
-from ..search import load_merged_model, preset
+from ..peft import load_merged_model
+from ..search import preset
 from .sliding import predict_volume
 
 

@@ -1,14 +1,17 @@
-"""Loading a base model file that knows its own network and label names.
+"""Loading a base model for a task: the one loader of the command line, the benchmark and the app.
 
-A base model file (``seapeft-merged/1``, what ``seapeft pretrain`` and every SEA-PEFT run write) holds
-``{"network": NetworkSpec dict, "labels": {name: index}, "state_dict": ...}``. Loading it for a task
+A SEA-PEFT model file (:mod:`.model_file`) knows its network and label names. Loading it for a task
 with other labels re-creates the head at the task's class count and copies the rows of the labels
-the base model already knows, matched by name ("zero-shot init"); new labels start fresh.
+the base model already knows, matched by name ("zero-shot init"); new labels start fresh. Plain
+weights (a state dict, a checkpoint, a MONAI bundle, Swin encoder weights: :mod:`.weights`) need the
+network named and the task's labels; their head is taken when its class count fits.
+
+The model also comes with its sliding window: the caller's patch, else the file's ``patch_size``,
+else its pretraining recipe's, else 64^3, fitted to the network (:func:`~.patch.fit_patch`).
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,76 +19,94 @@ import torch
 from torch import nn
 
 from .factory import NetworkSpec, build_network, head_module_names
+from .model_file import model_file_extras, read_model_file
+from .patch import fit_patch
 from .weights import LoadReport, WeightLoadError, load_pretrained
 
-
-MODEL_FORMAT = "seapeft-merged/1"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (read in 1 MiB blocks): the identity of a model file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def save_model_file(path: str | Path, state_dict: dict[str, torch.Tensor], spec: NetworkSpec, labels: dict[str, int],
-                    unmerged_units: list[dict] | None = None, **extra) -> None:
-    """Write a model file: format tag, network spec, label names, units left unmerged, the state dict."""
-    torch.save({"format": MODEL_FORMAT, "network": spec.to_dict(), "labels": dict(labels),
-                "unmerged_units": list(unmerged_units or []), **extra, "state_dict": state_dict}, path)
+#: Window when neither the caller nor the model file gives one (fitted to the network).
+DEFAULT_PATCH = (64, 64, 64)
 
 
 @dataclass
 class BaseModel:
-    """A loaded base model: the network (weights in), its spec, head modules, task labels and the load report."""
+    """A loaded base model: the network (weights in), its spec, head modules, task labels and the load report.
+
+    ``base_labels`` are the file's own labels (None for plain weights); ``patch_size`` the fitted window;
+    ``spacing`` the resampling the file asks for (None: each volume's own).
+    """
 
     network: nn.Module
     spec: NetworkSpec
     head_names: list[str]
     labels: dict[str, int]
-    base_labels: dict[str, int]
+    base_labels: dict[str, int] | None
     report: LoadReport
+    patch_size: tuple[int, int, int]
+    spacing: tuple[float, float, float] | None = None
+
+    @property
+    def summary(self) -> str:
+        """One paragraph for a log line: what was loaded from where."""
+        return self.report.summary()
+
+    @property
+    def same_as_file(self) -> bool:
+        """A SEA-PEFT model file whose own labels are the task's: its network is used unchanged."""
+        return self.base_labels == self.labels
 
 
-def read_model_header(path: str | Path) -> tuple[NetworkSpec, dict[str, int]]:
-    """The network spec and label names stored in a base model file."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightLoadError(f"{path}: base model file not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightLoadError(f"{path}: not a readable model file ({type(err).__name__})") from None
-    if not isinstance(data, dict) or "network" not in data or "labels" not in data:
-        raise WeightLoadError(f"{path}: not a seapeft model file (no 'network' and 'labels'); "
-                              "for a plain state dict give --network and --label-names")
-    return NetworkSpec.from_dict(data["network"]), {str(k): int(v) for k, v in data["labels"].items()}
+def _check_labels(labels: dict[str, int]) -> dict[str, int]:
+    labels = {str(k): int(v) for k, v in labels.items()}
+    if sorted(labels.values()) != list(range(len(labels))) or labels.get("background", 0) != 0:
+        raise ValueError(f"labels must be numbered 0..K-1 with background 0, got {labels}")
+    return labels
 
 
-def load_base_model(path: str | Path, labels: dict[str, int] | None = None, seed: int = 0) -> BaseModel:
-    """Build the file's network for ``labels`` (default: the file's own) and load its weights.
+def load_base_model(path: str | Path, labels: dict[str, int] | None = None, *, network: str | None = None,
+                    feature_size: int = 12, patch_size: tuple[int, int, int] | None = None,
+                    seed: int = 0) -> BaseModel:
+    """Build the network for ``labels`` and load the weights at ``path`` into it.
 
-    The network is built under ``seed`` (the global RNG state is left as it was), so the head rows of
-    labels the file does not know start from the same values in every run: two runs on the same data
-    and settings train the same network.
+    Args:
+        path: a SEA-PEFT model file, or (with ``network``) plain weights.
+        labels: the task's ``{name: index}``; default the file's own (required for plain weights).
+        network: ``None`` for a SEA-PEFT model file (it names its network), else the network of the plain
+            weights (``unet``, ``swinunetr``) with ``feature_size``.
+        patch_size: the window to use (fitted to the network); default the file's (see the module docstring).
+        seed: the network is built under it (the global RNG state is left as it was), so the head rows
+            of labels the file does not know start from the same values in every run.
 
     Raises:
         WeightLoadError: missing or unreadable file, no spec/labels in it, or weights that do not fit.
-        ValueError: ``labels`` not numbered 0..K-1 with background at 0.
+        ValueError: ``labels`` not numbered 0..K-1 with background at 0, or missing for plain weights.
     """
-    spec, base_labels = read_model_header(path)
-    labels = dict(base_labels if labels is None else labels)
-    if sorted(labels.values()) != list(range(len(labels))) or labels.get("background", 0) != 0:
-        raise ValueError(f"labels must be numbered 0..K-1 with background 0, got {labels}")
+    path = Path(path)
+    if not path.exists():
+        raise WeightLoadError(f"{path}: base model file not found")
+    if network is None:
+        try:
+            extras = model_file_extras(read_model_file(path))
+        except WeightLoadError as err:
+            raise WeightLoadError(f"{err}; for plain weights name the network and give the label names") from None
+        base_labels = {str(k): int(v) for k, v in extras["labels"].items()}
+        spec = NetworkSpec.from_dict(extras["network"])
+    else:
+        if labels is None:
+            raise ValueError("plain weights have no label names: give the task's labels with the network")
+        extras, base_labels = {}, None
+        spec = NetworkSpec(name=network, feature_size=feature_size)
+    labels = _check_labels(base_labels if labels is None else labels)
     spec = NetworkSpec.from_dict({**spec.to_dict(), "out_channels": len(labels)})
     with torch.random.fork_rng(devices=[]):  # the network is built on the CPU: only the CPU generator
         torch.manual_seed(seed)
-        network = build_network(spec)
-    heads = head_module_names(spec, network)
-    same = labels == base_labels
-    label_map = None if same else {i: base_labels[name] for name, i in labels.items() if name in base_labels}
-    report = load_pretrained(network, path, head_names=heads, label_map=label_map)
-    return BaseModel(network, spec, heads, labels, base_labels, report)
+        net = build_network(spec)
+    heads = head_module_names(spec, net)
+    label_map = None
+    if base_labels is not None and labels != base_labels:
+        label_map = {i: base_labels[name] for name, i in labels.items() if name in base_labels}
+    report = load_pretrained(net, path, head_names=heads, label_map=label_map)
+    recipe = (extras.get("pretraining") or {}).get("recipe") or {}  # what `seapeft pretrain` records
+    patch = patch_size or extras.get("patch_size") or recipe.get("patch_size") or DEFAULT_PATCH
+    spacing = extras.get("spacing")
+    return BaseModel(net, spec, heads, labels, base_labels, report, fit_patch(tuple(patch), spec),
+                     tuple(float(s) for s in spacing) if spacing else None)

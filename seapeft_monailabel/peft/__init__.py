@@ -1,4 +1,4 @@
-"""Parameter-efficient units on MONAI networks: families, manifests, injection, gates, costs, merge."""
+"""Parameter-efficient units on MONAI networks: families, manifests, injection, gates, costs, merge, merged model files."""
 
 from .adalora import AdaLoRAUnit, allocate_ranks, budget_schedule
 from .adapter import AdapterUnit
@@ -11,6 +11,7 @@ from .host import UnitHost
 from .intensity import IntensityCurveUnit
 from .lora import LoRAUnit
 from .manifest import Manifest, SiteSpec, load_manifest, manifest_from_dict, shipped_manifests
+from .merged_model import load_merged_model, save_merged_model
 from .pointwise_lora import PointwiseLoRAUnit
 from .registry import UnitRegistry, load_merged_state_dict
 from .salt import SALTUnit
@@ -20,6 +21,6 @@ from .ssf import SSFUnit
 __all__ = [
     "AdaLoRAUnit", "AdapterUnit", "AdaptFormerUnit", "BitFitUnit", "BlockUnit", "FAMILIES", "IntensityCurveUnit", "LoRAUnit", "Manifest",
     "PeftUnit", "PointwiseLoRAUnit", "SALTUnit", "SSFUnit", "SiteGeometry", "SiteSpec", "UnitHost", "UnitRegistry", "WeightDeltaUnit",
-    "allocate_ranks", "budget_schedule", "create_unit", "describe_site", "family_class", "load_manifest", "load_merged_state_dict",
-    "manifest_from_dict", "shipped_manifests",
+    "allocate_ranks", "budget_schedule", "create_unit", "describe_site", "family_class", "load_manifest", "load_merged_model",
+    "load_merged_state_dict", "manifest_from_dict", "save_merged_model", "shipped_manifests",
 ]

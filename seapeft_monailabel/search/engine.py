@@ -2,7 +2,7 @@
 
 ``run_search`` and ``run_fixed`` take a datalist of labelled volumes, a network with its pretrained
 weights loaded, and a :class:`SearchConfig`; they train, write the run's files into ``out_dir``
-(atomically, see :mod:`.outputs`) and return a :class:`RunResult`.
+(atomically) and return a :class:`~.result.RunResult`.
 
 Under ``torchrun`` the search runs data-parallel on every rank; only rank 0 writes (see :mod:`.distributed`).
 
@@ -21,58 +21,28 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
+from ..atomic import staged_folder
 from ..data.datastore import load_volume_pair
+from ..devices import resolve_device
 from ..models import NetworkSpec
-from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule
+from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule, save_merged_model
 from .audit import Auditor
 from .baselines import method_manifest, random_units
 from .config import SearchConfig
 from .distributed import init_distributed
 from .episode import Progress, SearchEpisode, train_steps
 from .events import EventLog
-from .outputs import save_merged_model, staged_output, write_yaml
 from .patches import PatchStream, audit_patches
 from .report import draw_report
+from .result import CONFIG_FILE, RunResult
 from .trainer import UnitTrainer
-
-
-@dataclass
-class RunResult:
-    """What a run chose, measured and wrote."""
-
-    method: str
-    chosen: list[str]
-    cost: int
-    budget: int
-    backbone_parameters: int
-    shots: int
-    selection_dice: float | None
-    head_only_dice: float | None
-    stop_reason: str
-    steps: int  # search_steps + refine_steps
-    seconds: float
-    out_dir: str
-    unit_costs: dict[str, int] = field(default_factory=dict)
-    files: dict[str, str] = field(default_factory=dict)
-    search_steps: int = 0  # steps on the support set (a fixed method: always the config's max_steps)
-    refine_steps: int = 0  # refine steps run (fewer than the config's when the refine stage stopped early)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when present, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def validate_datalist(datalist: Sequence[dict], labels: dict[str, int]) -> list[dict]:
@@ -101,35 +71,29 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _write_outputs(staging: Path, registry: UnitRegistry, chosen: list[str], spec: NetworkSpec, labels: dict,
-                   events: EventLog, summary: dict) -> dict[str, str]:
-    torch.save(registry.adapter_state_dict(chosen), staging / "adapters.pt")
-    unmerged = save_merged_model(staging / "model.pt", registry, chosen, spec, labels)
+def _write_outputs(staging: Path, registry: UnitRegistry, result: RunResult, spec: NetworkSpec, labels: dict,
+                   events: EventLog, config: SearchConfig, details: dict) -> None:
+    """Write the run's files into ``staging``; ``config.yaml`` is the result, then ``details`` and the settings."""
+    torch.save(registry.adapter_state_dict(result.units), staging / "adapters.pt")
+    unmerged = save_merged_model(staging / "model.pt", registry, result.units, spec, labels)
     events.close()
-    draw_report(events.events, staging / "report.png", title=f"{summary['method']}: {len(chosen)} units, "
-                f"{summary['cost']} / {summary['budget']} parameters")
-    summary["unmerged_units"] = unmerged
-    write_yaml(staging / "config.yaml", summary)
-    return {name: name for name in ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")}
+    draw_report(events.events, staging / "report.png", title=f"{result.method}: {len(result.units)} units, "
+                f"{result.cost} / {result.budget} parameters")
+    placements = [{"name": n, "family": registry.unit(n).family, "site": registry.unit(n).site,
+                   "level": registry.unit(n).level, "cost": registry.unit(n).cost} for n in result.units]
+    summary = {**result.to_dict(), "network": spec.to_dict(), "manifest": registry.manifest.name,
+               "labels": dict(labels), "budget_fraction": config.budget_fraction, "placements": placements,
+               "unmerged_units": unmerged, **details, "config": config.to_dict()}
+    (staging / CONFIG_FILE).write_text(yaml.safe_dump(summary, sort_keys=False), encoding="utf-8")
 
 
-def _summary(method: str, registry: UnitRegistry, chosen: list[str], budget: int, spec: NetworkSpec, labels: dict,
-             config: SearchConfig, shots: int, extra: dict) -> dict:
-    return {
-        "method": method,
-        "network": spec.to_dict(),
-        "manifest": registry.manifest.name,
-        "labels": dict(labels),
-        "shots": shots,
-        "backbone_parameters": registry.backbone_parameters,
-        "budget": budget,
-        "budget_fraction": config.budget_fraction,
-        "cost": sum(registry.unit(n).cost for n in chosen),
-        "units": [{"name": n, "family": registry.unit(n).family, "site": registry.unit(n).site,
-                   "level": registry.unit(n).level, "cost": registry.unit(n).cost} for n in chosen],
-        **extra,
-        "config": config.to_dict(),
-    }
+def _result(method: str, registry: UnitRegistry, chosen: list[str], budget: int, shots: int, out_dir: str | Path,
+            started: float, **measured) -> RunResult:
+    """The :class:`RunResult` of ``chosen`` (costs from ``registry``), timed from ``started``."""
+    costs = {n: registry.unit(n).cost for n in chosen}
+    return RunResult(method=method, units=list(chosen), cost=sum(costs.values()), budget=budget,
+                     backbone_parameters=registry.backbone_parameters, shots=shots,
+                     seconds=time.monotonic() - started, out_dir=str(out_dir), unit_costs=costs, **measured)
 
 
 def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpec, head_names: list[str],
@@ -148,30 +112,26 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
     network.to(device)
     registry = UnitRegistry(network, manifest or spec.name, head_names)
     support, audit_item = split_support(items, config.seed)
-    with staged_output(out_dir) if ctx.is_main else nullcontext(None) as staging:
+    with staged_folder(out_dir) if ctx.is_main else nullcontext(None) as staging:
         events = EventLog(staging / "events.jsonl" if staging is not None else None)
         try:
             episode = SearchEpisode(registry, support, audit_item, config, n_classes=len(labels), shots=len(support),
                                     events=events, device=device, progress=progress, refine_data=items, ctx=ctx)
             outcome = episode.run()
-            extra = {"selection_dice": outcome.selection_dice, "head_only_dice": outcome.head_only_dice,
-                     "stop_reason": outcome.stop_reason, "search_steps": outcome.search_steps,
-                     "refine_steps": outcome.refine_steps, "seconds": round(time.monotonic() - started, 1),
-                     "processes": ctx.world_size, "audit_volume": audit_item["image"],
-                     "support": [i["image"] for i in support],
-                     "candidates": [{"source": c.source, "dice": c.dice, "cost": c.cost, "units": list(c.units)}
-                                    for c in outcome.candidates]}
-            summary = _summary("sea-peft", registry, outcome.chosen, episode.budget, spec, labels, config,
-                               len(support), extra)
-            files = _write_outputs(staging, registry, outcome.chosen, spec, labels, events, summary) \
-                if staging is not None else {}
+            result = _result("sea-peft", registry, outcome.chosen, episode.budget, len(support), out_dir, started,
+                             selection_dice=outcome.selection_dice, head_only_dice=outcome.head_only_dice,
+                             stop_reason=outcome.stop_reason, steps=outcome.search_steps + outcome.refine_steps,
+                             search_steps=outcome.search_steps, refine_steps=outcome.refine_steps)
+            details = {"processes": ctx.world_size, "audit_volume": audit_item["image"],
+                       "support": [i["image"] for i in support],
+                       "candidates": [{"source": c.source, "dice": c.dice, "cost": c.cost, "units": list(c.units)}
+                                      for c in outcome.candidates]}
+            if staging is not None:
+                _write_outputs(staging, registry, result, spec, labels, events, config, details)
         finally:
             events.close()
-    return RunResult("sea-peft", outcome.chosen, summary["cost"], episode.budget, registry.backbone_parameters,
-                     len(support), outcome.selection_dice, outcome.head_only_dice, outcome.stop_reason,
-                     outcome.search_steps + outcome.refine_steps, time.monotonic() - started, str(out_dir),
-                     {n: registry.unit(n).cost for n in outcome.chosen}, files, outcome.search_steps,
-                     outcome.refine_steps)
+    result.seconds = time.monotonic() - started
+    return result
 
 
 def _adalora_hook(units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int], None]:
@@ -221,7 +181,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
                                      config.spacing))
     auditor = Auditor(registry, *audit_patches(selection, config.patch_size, config.audit_patches, len(labels),
                                                config.seed, config.spacing), len(labels), device=device)
-    with staged_output(out_dir) as staging:
+    with staged_folder(out_dir) as staging:
         events = EventLog(staging / "events.jsonl")
         try:
             # the same schedule as SEA-PEFT: warm-up and constant rate for the search steps, then the
@@ -230,13 +190,12 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
             selection_dice = auditor.dice(chosen)
             refine_steps = train_steps(trainer, refine_stream, config.refine_steps, events, "refine", progress,
                                        offset=search_steps, patience=config.refine_patience)
-            extra = {"selection_dice": selection_dice, "stop_reason": "step_limit", "search_steps": search_steps,
-                     "refine_steps": refine_steps, "seconds": round(time.monotonic() - started, 1),
-                     "audit_volume": selection["image"], "support": [i["image"] for i in support]}
-            summary = _summary(method, registry, chosen, budget, spec, labels, config, len(support), extra)
-            files = _write_outputs(staging, registry, chosen, spec, labels, events, summary)
+            result = _result(method, registry, chosen, budget, len(support), out_dir, started,
+                             selection_dice=selection_dice, head_only_dice=None, stop_reason="step_limit",
+                             steps=search_steps + refine_steps, search_steps=search_steps, refine_steps=refine_steps)
+            details = {"audit_volume": selection["image"], "support": [i["image"] for i in support]}
+            _write_outputs(staging, registry, result, spec, labels, events, config, details)
         finally:
             events.close()
-    return RunResult(method, chosen, summary["cost"], budget, registry.backbone_parameters, len(support),
-                     selection_dice, None, "step_limit", search_steps + refine_steps, time.monotonic() - started,
-                     str(out_dir), {n: registry.unit(n).cost for n in chosen}, files, search_steps, refine_steps)
+    result.seconds = time.monotonic() - started
+    return result

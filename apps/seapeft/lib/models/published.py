@@ -16,34 +16,16 @@ served model stays as it was.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from seapeft_monailabel.atomic import write_json_atomic
 from seapeft_monailabel.models import file_sha256
+from seapeft_monailabel.search import RUN_FILES
 
 POINTER = "published.json"
 RUNS = "runs"
 STATS = "train_stats.json"
-#: Files a complete run folder holds (written by seapeft_monailabel.search.run_search).
-RUN_FILES = ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")
-
-
-def write_json_atomic(path: str | Path, data: dict) -> None:
-    """Write JSON to a temporary file beside ``path``, fsync it, then ``os.replace`` it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_pointer(model_dir: str | Path) -> dict | None:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 from torch import nn
 
+from seapeft_monailabel.devices import resolve_device
 from seapeft_monailabel.models import file_sha256
-from seapeft_monailabel.search import load_merged_model, resolve_device
+from seapeft_monailabel.peft import load_merged_model
 
 from ..configs.conf import AppConf
 from .base import load_base

@@ -25,13 +25,14 @@ from pathlib import Path
 import torch
 from monailabel.interfaces.tasks.train import TrainTask
 
-from seapeft_monailabel.search import load_merged_model, preset, run_search
+from seapeft_monailabel.models import fit_patch
+from seapeft_monailabel.peft import load_merged_model
+from seapeft_monailabel.search import RunResult, preset, run_search
 
 from ..configs.conf import AppConf, ConfError
 from ..models.base import load_base
-from ..models.patch import fit_patch
 from ..models.published import RUNS, publish, read_pointer, remove_incomplete_runs
-from .distributed import processes, result_from_run, run_distributed, search_command
+from .distributed import processes, run_distributed, search_command
 from .export import export_for_serving, precisions_to_export
 from .stats import StatsWriter, read_stats
 
@@ -46,16 +47,12 @@ _CONFIG_FIELDS = {"steps": "max_steps", "refine_steps": "refine_steps", "budget_
 
 def publish_record(result, config, preset_name: str, labels: dict, run_dir: Path, serving: dict | None,
                    previous: str | None) -> dict:
-    """What the publish pointer says about a run (besides run, model and SHA-256): units, cost, Dice, window."""
-    return {"published_at": int(time.time()), "method": result.method, "units": result.chosen,
-            "unit_costs": result.unit_costs, "cost": result.cost, "budget": result.budget,
-            "backbone_parameters": result.backbone_parameters, "shots": result.shots,
-            "selection_dice": result.selection_dice, "head_only_dice": result.head_only_dice,
-            "stop_reason": result.stop_reason, "steps": result.steps, "seconds": round(result.seconds, 1),
-            "preset": preset_name, "patch_size": list(config.patch_size),
-            "spacing": list(config.spacing) if config.spacing else None, "labels": labels,
-            "report": str(run_dir / "report.png"), "config": str(run_dir / "config.yaml"), "serving": serving,
-            "previous": previous}
+    """What the publish pointer says about a run (besides run, model and SHA-256): the run's
+    :class:`~seapeft_monailabel.search.RunResult` (units, cost, Dice...), the settings and the window."""
+    return {"published_at": int(time.time()), **result.to_dict(), "preset": preset_name,
+            "patch_size": list(config.patch_size), "spacing": list(config.spacing) if config.spacing else None,
+            "labels": labels, "report": str(run_dir / "report.png"), "config": str(run_dir / "config.yaml"),
+            "serving": serving, "previous": previous}
 
 
 class SeaPeftTrain(TrainTask):
@@ -129,7 +126,7 @@ class SeaPeftTrain(TrainTask):
                     run_distributed(search_command(nproc, self.conf, base.labels, preset_name, config,
                                                    datalist_path, run_dir),
                                     datalist, datalist_path, cwd=Path.cwd())
-                result = result_from_run(run_dir)
+                result = RunResult.from_run_dir(run_dir)
             else:
                 result = run_search(datalist, base.network, spec=base.spec, head_names=base.head_names,
                                     labels=base.labels, config=config, out_dir=run_dir,
@@ -147,9 +144,9 @@ class SeaPeftTrain(TrainTask):
             raise
         stats.write(force=True, status="done", stage="published", best_metric=result.selection_dice,
                     epoch=result.steps, total_epochs=max(result.steps, stats.stats["total_epochs"]))
-        logger.info(f"SEA-PEFT run {run_id} published: {len(result.chosen)} units, {result.cost} of {result.budget} "
+        logger.info(f"SEA-PEFT run {run_id} published: {len(result.units)} units, {result.cost} of {result.budget} "
                     f"parameters, selection Dice {result.selection_dice}, model {pointer['sha256'][:12]}")
-        return {"run": run_id, "sha256": pointer["sha256"], "units": len(result.chosen), "cost": result.cost,
+        return {"run": run_id, "sha256": pointer["sha256"], "units": len(result.units), "cost": result.cost,
                 "budget": result.budget, "selection_dice": result.selection_dice}
 
     @staticmethod

@@ -14,7 +14,9 @@ import os
 import time
 from pathlib import Path
 
-from ..models.published import STATS, write_json_atomic
+from seapeft_monailabel.atomic import write_json_atomic
+
+from ..models.published import STATS
 
 WRITE_EVERY_S = 1.0
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seapeft_monailabel.models import NetworkSpec, spatial_multiple
+from .factory import NetworkSpec, spatial_multiple
 
 #: SwinUNETR's instance-normalised bottleneck needs more than one voxel: at least 64 in one axis.
 SWIN_MIN_LARGEST = 64

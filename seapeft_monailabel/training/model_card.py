@@ -10,7 +10,7 @@ import numpy as np
 from ..data.sites import get_site
 from ..evaluate.machine import describe_machine
 from ..figures import plt, save_figure
-from .base_model import file_sha256
+from ..models import file_sha256
 
 if TYPE_CHECKING:
     from .pretrain import PretrainResult

@@ -30,16 +30,16 @@ import numpy as np
 import torch
 from monai.losses import DiceCELoss
 
+from ..atomic import staged_folder
 from ..data.datastore import subject_id, write_subject
 from ..data.phantoms import generate
 from ..data.sites import get_site
+from ..devices import resolve_device
 from ..evaluate.machine import machine_info
 from ..evaluate.sliding import evaluate_volumes
-from ..search.engine import resolve_device
-from ..search.outputs import staged_output
+from ..models import NetworkSpec, build_network, count_parameters, load_base_model, save_model_file, spatial_multiple
+from ..models.patch import SWIN_MIN_LARGEST
 from ..search.patches import PatchStream
-from .base_model import load_base_model, save_model_file
-from .factory import NetworkSpec, build_network, count_parameters, spatial_multiple
 from .model_card import draw_training_curve, write_model_card
 
 Progress = Callable[[str, int, int, dict], None]
@@ -79,8 +79,9 @@ class PretrainRecipe:
         multiple = spatial_multiple(spec)
         if len(self.patch_size) != 3 or any(p % multiple for p in self.patch_size):
             raise ValueError(f"patch size {tuple(self.patch_size)} must be 3 multiples of {multiple} for a {spec.name}")
-        if spec.name == "swinunetr" and max(self.patch_size) < 64:
-            raise ValueError("SwinUNETR needs a patch of at least 64 voxels along one axis (e.g. 64 64 64)")
+        if spec.name == "swinunetr" and max(self.patch_size) < SWIN_MIN_LARGEST:
+            raise ValueError(f"SwinUNETR needs a patch of at least {SWIN_MIN_LARGEST} voxels along one axis "
+                             "(e.g. 64 64 64)")
 
     def spec(self, out_channels: int) -> NetworkSpec:
         """The network to train, with ``out_channels`` classes."""
@@ -202,7 +203,7 @@ def pretrain(recipe: PretrainRecipe, out_dir: str | Path, command: str, progress
                             target_labels, target_dice, target_volumes, machine_info(device), str(out_dir))
     summary = {"recipe": recipe.to_dict(), "command": command, "seconds": round(seconds, 1),
                "source_test_dice": source_dice, "target_dice": target_dice, "machine": result.machine}
-    with staged_output(out_dir) as staging:
+    with staged_folder(out_dir) as staging:
         save_model_file(staging / "model.pt", state, spec, labels, pretraining=summary)
         (staging / "training_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log), encoding="utf-8")
         draw_training_curve(log, staging / "training_curve.png", labels,
