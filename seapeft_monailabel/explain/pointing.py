@@ -1,4 +1,4 @@
-"""The pointing game (as in seed 003, PEFT-MedSAM): does the explanation's maximum fall inside the structure?"""
+"""The pointing game (as in PEFT-MedSAM; docs/DESIGN.md): does the explanation's maximum fall inside the structure?"""
 
 from __future__ import annotations
 

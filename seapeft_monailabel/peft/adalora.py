@@ -1,4 +1,4 @@
-"""AdaLoRA-style SVD unit (seed 002): ``dW = P diag(lambda * mask) Q`` with an importance-driven rank mask.
+"""AdaLoRA-style SVD unit (as in AdaLoRA-QAT; docs/DESIGN.md): ``dW = P diag(lambda * mask) Q`` with an importance-driven rank mask.
 
 In the site's matrix view ``(rows, cols)``: ``P: (rows, r)`` and ``Q: (r, cols)`` start N(0, 0.02^2),
 ``lambda: (r,)`` starts at zero (so a fresh unit has no effect), ``mask: (r,)`` keeps or prunes each

@@ -1,4 +1,4 @@
-"""Block tuning: unfreeze a whole named block (the decoder-only baseline of seed 003).
+"""Block tuning: unfreeze a whole named block (the decoder-only baseline of PEFT-MedSAM; docs/DESIGN.md).
 
 The unit's tensors are the block's own parameters (not those of other units injected inside it).
 The gate keeps the block's pretrained values aside: switching the unit off restores them (and keeps

@@ -1,4 +1,5 @@
-"""SALT (seed 001): singular-value scale and shift plus a low-rank update in the residual subspace.
+"""SALT: singular-value scale and shift plus a low-rank update in the residual subspace (*SALT: Singular
+Value Adaptation with Low-Rank Transformation*; docs/DESIGN.md).
 
 The frozen weight, in the site's matrix view ``W = U diag(s) V^T`` (thin SVD, ``k = min(rows, cols)``),
 is split at ``r`` = the top 10 % of the spectrum (at least 1). The adapted weight is

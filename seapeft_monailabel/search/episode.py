@@ -86,7 +86,7 @@ def train_steps(trainer: UnitTrainer, stream, steps: int, events: EventLog, stag
 
 
 class SearchEpisode:
-    """Runs the loop of ``../shared/design/SEA_PEFT.md`` on one support set and one audit volume.
+    """Runs the loop of docs/DESIGN.md ("The loop") on one support set and one audit volume.
 
     Under ``torch.distributed`` (``ctx.active``) every rank runs this object; the decision objects are
     consulted on rank 0 only and their results (probe and allocation transitions, the audit selection,
