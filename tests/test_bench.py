@@ -56,12 +56,14 @@ def test_tiny_bench_writes_every_run(tiny_bench):
     assert [c[1] for c in calls] == list(range(1, 9)) and calls[-1][2] == 8
     for run in results["runs"]:
         assert set(run["dice"]) == {"liver", "gallbladder", "mean"}
-        assert len(run["support"]) == run["job"]["shots"] + 1
-        assert not set(run["support"]) & set(run["test"])  # test volumes never train
+        assert len(run["volumes"]) == run["job"]["shots"] + 1 and not set(run["volumes"]) & set(run["test"])
+        # k support volumes and the selection volume, held out of the support set; k is what the run records
+        assert sorted(run["support"] + [run["selection"]]) == sorted(run["volumes"])
+        assert len(run["support"]) == run["shots"] == run["job"]["shots"]
         assert run["trainable"] == run["cost"] + run["head_parameters"] and run["seconds"] > 0
     by_key = {(r["job"]["method"], r["job"]["shots"]): r for r in results["runs"]}
-    for k in (1, 2):  # same data for every method; random sets cost what SEA-PEFT chose
-        assert len({tuple(by_key[(m, k)]["support"]) for m in methods}) == 1
+    for k in (1, 2):  # the same support and selection volumes for every method; random sets cost what SEA-PEFT chose
+        assert len({(tuple(by_key[(m, k)]["support"]), by_key[(m, k)]["selection"]) for m in methods}) == 1
         assert by_key[("random", k)]["job"]["target_cost"] == by_key[(SEARCH, k)]["cost"]
         assert by_key[("random", k)]["cost"] <= by_key[(SEARCH, k)]["cost"]
         assert by_key[("head", k)]["cost"] == 0 and by_key[(SEARCH, k)]["cost"] <= by_key[(SEARCH, k)]["budget"]

@@ -63,10 +63,13 @@ def test_search_writes_every_output(workspace):
 def test_finetune_runs_a_baseline(workspace):
     out = workspace / "lora"
     done = _run("finetune", "--method", "lora", "--images", workspace / "data", "--weights", workspace / "base.pt",
-                "--out", out, "--preset", "tiny", "--steps", 4, "--refine-steps", 2)
+                "--out", out, "--preset", "tiny", "--steps", 4, "--refine-steps", 2, "--shots", 1)
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["method"] == "lora" and config["units"] and all(u["family"] == "lora" for u in config["units"])
+    # one shot: one support volume, and the selection volume held out of it, as in `seapeft search --shots 1`
+    assert config["shots"] == len(config["support"]) == 1 and config["audit_volume"] not in config["support"]
+    assert "1-shot" in done.stdout and f"4 + {config['refine_steps']} refine steps" in done.stdout
 
 
 def _one_error_line(done, *fragments):
@@ -105,6 +108,35 @@ def test_bad_input_gets_one_clear_line(workspace, tmp_path):
     _one_error_line(_run("search", "--images", bad, "--weights", workspace / "base.pt", *common),
                     "target_000.nii.gz", "differs from image shape")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_unknown_names_and_settings_get_one_clear_line(workspace, tmp_path):
+    _one_error_line(_run("finetune", "--method", "head", "--images", workspace / "data", "--weights",
+                         workspace / "base.pt", "--label-names", '["liver"]', "--out", tmp_path / "out"),
+                    "--label-names", "expected a JSON object")
+    _one_error_line(_run("generate", "--site", "hospital_x", "--out", tmp_path / "data"),
+                    "unknown site 'hospital_x'", "target")
+    _one_error_line(_run("bench", "--preset", "tiny", "--out", tmp_path / "bench", "--set", "audit_patchs=8"),
+                    "unknown run setting 'audit_patchs'", "audit_patches")
+    _one_error_line(_run("bench", "--preset", "tiny", "--out", tmp_path / "bench", "--set", "max_steps=many"),
+                    "'max_steps' takes a int")
+    assert not any((tmp_path / name).exists() for name in ("out", "data", "bench"))
+
+
+def test_a_bug_shows_its_traceback(monkeypatch, tmp_path, capsys):
+    """Only input errors become one line: a KeyError or TypeError inside a command is a bug and propagates."""
+    from seapeft_monailabel import cli
+    from seapeft_monailabel.commands import generate
+
+    for bug in (KeyError("spacing"), TypeError("unsupported operand")):
+        def broken(args, bug=bug):
+            raise bug
+        monkeypatch.setattr(generate, "run", broken)
+        with pytest.raises(type(bug)):
+            cli.main(["generate", "--out", str(tmp_path)])
+    monkeypatch.setattr(generate, "run", lambda args: (_ for _ in ()).throw(ValueError("x.nii.gz: not 3D")))
+    assert cli.main(["generate", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == "seapeft generate: error: x.nii.gz: not 3D\n"
 
 
 def test_errors_reports_a_structure_per_model_group(workspace):

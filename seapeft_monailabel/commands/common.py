@@ -99,7 +99,14 @@ def config_from_args(args):
 def task_labels(args) -> dict[str, int] | None:
     """The task's labels: ``--label-names``, else the ``labels`` of ``<--images>/dataset.json``, else None."""
     if args.label_names:
-        return json.loads(args.label_names)
+        try:
+            labels = json.loads(args.label_names)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"--label-names {args.label_names!r}: not valid JSON ({err})") from None
+        if not isinstance(labels, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in labels.values()):
+            raise ValueError(f'--label-names {args.label_names!r}: expected a JSON object of label name -> index, '
+                             'like {"background": 0, "liver": 1}')
+        return labels
     described = Path(args.images) / DATASET_JSON if getattr(args, "images", None) else None
     if described is not None and described.is_file():
         try:
@@ -125,8 +132,17 @@ def model_from_args(args):
     return base.network, base.spec, base.head_names, base.labels
 
 
+def steps_summary(result, config) -> str:
+    """What a run's steps were: ``"240 + 41 refine steps (of 80: the refine stage stopped early)"``."""
+    refine = f"{result.refine_steps} refine steps"
+    if result.refine_steps < config.refine_steps:
+        refine += f" (of {config.refine_steps}: the refine stage stopped early, its loss no longer falling)"
+    return f"{result.search_steps} + {refine}"
+
+
 class ProgressBar:
-    """A tqdm bar per stage, driven by the engine's progress callback."""
+    """A tqdm bar per stage (labels differ: ``search``/the method, then ``refine``), driven by the engine's
+    progress callback."""
 
     def __init__(self):
         self.bars: dict[str, tqdm] = {}

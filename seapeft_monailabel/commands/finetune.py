@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..search import FIXED_METHODS, run_fixed
 from .common import (ProgressBar, add_data_arguments, add_model_arguments, add_run_arguments, config_from_args,
-                     datalist_from_args, model_from_args)
+                     datalist_from_args, model_from_args, steps_summary)
 
 
 def add_arguments(parser) -> None:
@@ -32,5 +32,6 @@ def run(args) -> int:
         bar.close()
     print(f"{args.method}: {len(result.chosen)} units, {result.cost} parameters "
           f"({100 * result.cost / result.backbone_parameters:.3f} % of {result.backbone_parameters}); "
-          f"{result.steps} steps in {result.seconds:.0f} s; outputs in {result.out_dir}")
+          f"{result.shots}-shot, selection Dice {result.selection_dice:.4f}; "
+          f"{steps_summary(result, config)} in {result.seconds:.0f} s; outputs in {result.out_dir}")
     return 0

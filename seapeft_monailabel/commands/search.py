@@ -13,7 +13,7 @@ import sys
 
 from ..search import run_search
 from .common import (ProgressBar, add_data_arguments, add_model_arguments, add_run_arguments, config_from_args,
-                     datalist_from_args, model_from_args)
+                     datalist_from_args, model_from_args, steps_summary)
 
 
 def add_arguments(parser) -> None:
@@ -59,8 +59,8 @@ def run(args) -> int:
         return 0
     print(f"SEA-PEFT chose {len(result.chosen)} units, {result.cost} of {result.budget} parameters "
           f"({100 * result.cost / result.backbone_parameters:.3f} % of {result.backbone_parameters}); "
-          f"audit Dice {result.selection_dice:.4f} (head only {result.head_only_dice:.4f}); "
-          f"{result.steps} steps in {result.seconds:.0f} s ({result.stop_reason})")
+          f"{result.shots}-shot, selection Dice {result.selection_dice:.4f} (head only {result.head_only_dice:.4f}); "
+          f"{steps_summary(result, config)} in {result.seconds:.0f} s (search: {result.stop_reason})")
     for name, cost in result.unit_costs.items():
         print(f"  {name}  {cost}")
     print(f"outputs in {result.out_dir}")

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from ..data.sites import get_site
 from ..explain import default_layer, pointing_game
@@ -77,25 +78,30 @@ def base_pointing(weights: str | Path, labels: dict[str, int], test: list[dict],
 
 
 def run_job(job: dict) -> dict:
-    """Train one method on one support set, evaluate it on the test volumes, write and return its record.
+    """Train one method on one fold's labelled volumes, evaluate it on the test volumes, write and return its record.
+
+    Every method splits the fold's ``k + 1`` volumes the same way (``split_support`` with the fold as seed):
+    ``k`` support volumes and one selection volume; the record names both, read back from the run's config.yaml.
 
     ``job``: ``method``, ``shots``, ``fold``, ``target_cost`` (random only), ``weights``, ``labels``,
     ``run_preset``, ``run_changes``, ``device``, ``manifest`` (SEA-PEFT's library, None: the network's),
-    ``support`` and ``test`` datalists, ``out_dir``.
+    ``volumes`` (the fold's ``k + 1`` labelled volumes) and ``test`` datalists, ``out_dir``.
     """
     started = time.monotonic()
     labels = job["labels"]
     base = load_base_model(job["weights"], labels)
     head = sum(p.numel() for name in base.head_names for p in base.network.get_submodule(name).parameters())
     config = preset(job["run_preset"], **job["run_changes"], seed=job["fold"], device=job["device"])
-    support = [{"image": i["image"], "label": i["label"]} for i in job["support"]]
+    volumes = [{"image": i["image"], "label": i["label"]} for i in job["volumes"]]
     common = dict(spec=base.spec, head_names=base.head_names, labels=labels, config=config, out_dir=job["out_dir"])
     if job["method"] == SEARCH:
-        result = run_search(support, base.network, manifest=job["manifest"], **common)
+        result = run_search(volumes, base.network, manifest=job["manifest"], **common)
     else:
-        result = run_fixed(support, base.network, method=job["method"], target_cost=job.get("target_cost"),
+        result = run_fixed(volumes, base.network, method=job["method"], target_cost=job.get("target_cost"),
                            library=job["manifest"], **common)
     trained_s = time.monotonic() - started
+    summary = yaml.safe_load((Path(job["out_dir"]) / "config.yaml").read_text())
+    ids = {i["image"]: i["id"] for i in job["volumes"]}
     network, _ = load_merged_model(Path(job["out_dir"]) / "model.pt")
     device = resolve_device(job["device"])
     volumes = evaluate_volumes(network.to(device), job["test"], config.patch_size, len(labels),
@@ -107,7 +113,10 @@ def run_job(job: dict) -> dict:
                 if job["method"] == SEARCH else None)
     record = {
         "job": job_identity(job),
-        "support": [i["id"] for i in job["support"]],
+        "volumes": [i["id"] for i in job["volumes"]],
+        "shots": result.shots,
+        "support": [ids[image] for image in summary["support"]],
+        "selection": ids[summary["audit_volume"]],
         "test": [i["id"] for i in job["test"]],
         "units": len(result.chosen),
         "cost": result.cost,
@@ -139,7 +148,7 @@ JOB_IDENTITY = ("method", "shots", "fold", "target_cost", "weights", "run_preset
 
 
 def job_identity(job: dict) -> dict:
-    """The fields of ``job`` that decide its result (besides the support set), as JSON gives them back."""
+    """The fields of ``job`` that decide its result (besides its volumes), as JSON gives them back."""
     return json.loads(json.dumps({k: job[k] for k in JOB_IDENTITY}))
 
 
@@ -150,7 +159,7 @@ def _finished(job: dict) -> dict | None:
         return None
     record = json.loads(path.read_text())
     same = record["job"] == job_identity(job)
-    return record if same and record["support"] == [i["id"] for i in job["support"]] else None
+    return record if same and record.get("volumes") == [i["id"] for i in job["volumes"]] else None
 
 
 def applicable_methods(methods, network_name: str) -> tuple[list[str], dict[str, str]]:
@@ -189,7 +198,7 @@ def _jobs(bench: BenchPreset, methods: list[str], pool: list[dict], test: list[d
                 jobs.append({"method": method, "shots": shots, "fold": fold, "target_cost": None,
                              "weights": str(weights), "labels": labels, "run_preset": bench.run_preset,
                              "run_changes": dict(bench.run_changes), "device": device, "manifest": bench.manifest,
-                             "support": support_set(pool, shots, fold, bench.data_seed), "test": test,
+                             "volumes": support_set(pool, shots, fold, bench.data_seed), "test": test,
                              "out_dir": str(out / "runs" / f"k{shots}" / f"f{fold}" / method)})
     return jobs
 
