@@ -291,25 +291,3 @@ def test_block_unit_restores_pretrained_values_when_off(toy_net):
     registry.set_enabled(name, True)
     with torch.no_grad():
         assert torch.equal(registry.network(_x()), trained)
-
-
-def test_adalora_importance_prunes_triplets(toy_net):
-    from seapeft_monailabel.peft import allocate_ranks, budget_schedule
-
-    registry = _registry(toy_net())
-    names = ["lin:adalora:r3", "conv:adalora:r3"]
-    _perturb(registry, names)
-    registry.enable_only(names)
-    units = [registry.unit(n) for n in names]
-    for step in range(3):
-        loss = registry.network(_x(step)).square().mean() + 0.1 * registry.regularization()
-        loss.backward()
-        for unit in units:
-            unit.update_importance()
-        registry.network.zero_grad()
-    assert all(u.triplet_scores().abs().sum() > 0 for u in units)
-    ranks = allocate_ranks(units, budget=4)
-    assert sum(ranks.values()) == 4
-    assert all(torch.all(u.lora_E[u.rank_mask == 0] == 0) for u in units)
-    assert budget_schedule(0, 100, 6, 4, warmup=10) == 6 and budget_schedule(100, 100, 6, 4) == 4
-    assert registry.regularization().item() > 0

@@ -103,3 +103,26 @@ def test_search_starts_from_the_prior_knapsack_and_fills_the_budget(tmp_path):
     no_start = SearchEpisode(_registry(), support, audit_item, config.with_(prior_start=False), n_classes=3,
                              shots=len(support), events=EventLog(None), device="cpu")
     assert no_start.controller.active_units() == []
+
+
+def test_sea_peft_runs_adalora_importance_and_masking(tmp_path):
+    # a library of AdaLoRA units only: the prior's knapsack switches them on from the first search step
+    manifest = manifest_from_dict({"name": "ada", "sites": [
+        {"pattern": r"model\.0\.conv\.unit[01]\.conv|model\.0\.residual", "families": {"adalora": ["r4"]}}]})
+    registry = _registry(manifest)
+    support, audit_item = split_support(make_datalist("sample-data")[:3], 0)
+    config = preset("tiny", budget=1000, max_steps=12, refine_steps=2, adalora_every=2, adalora_target_ratio=0.5)
+    events = EventLog(tmp_path / "events.jsonl")
+    episode = SearchEpisode(registry, support, audit_item, config, n_classes=3, shots=len(support),
+                            events=events, device="cpu")
+    assert episode.ranks in episode.trainer.after_backward and len(episode.ranks.units) == 3
+    episode.run()
+    events.close()
+    trained = [u for u in episode.ranks.units if u.name in episode.trained]
+    assert trained and all(u.triplet_scores().sum() > 0 for u in trained)  # importance ran in the loop
+    # units on for the whole search (12 of the schedule's 14 steps) end their reduction phase at the target
+    # budget of 2 triplets each (their cohort's); the pruned singular values are zero once training ends
+    moved = [e["unit"] for e in events.of("transition") if e["reason"] != "start"]
+    whole = [u for u in trained if u.name not in moved]
+    assert whole and sum(u.effective_rank for u in whole) == 2 * len(whole)
+    assert all(torch.count_nonzero(u.lora_E) == u.effective_rank for u in trained)

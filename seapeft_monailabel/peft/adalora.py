@@ -1,14 +1,21 @@
-"""AdaLoRA-style SVD unit (as in AdaLoRA-QAT; docs/DESIGN.md): ``dW = P diag(lambda * mask) Q`` with an importance-driven rank mask.
+"""AdaLoRA-style SVD unit (as in AdaLoRA-QAT; docs/DESIGN.md): ``dW = P diag(lambda) Q`` with an importance-driven rank mask.
 
 In the site's matrix view ``(rows, cols)``: ``P: (rows, r)`` and ``Q: (r, cols)`` start N(0, 0.02^2),
-``lambda: (r,)`` starts at zero (so a fresh unit has no effect), ``mask: (r,)`` keeps or prunes each
-triplet ``(P[:, i], lambda[i], Q[i, :])``. Level ``r{initial rank}``.
+``lambda: (r,)`` starts at zero (so a fresh unit has no effect); the buffer ``rank_mask: (r,)`` records
+which triplets ``(P[:, i], lambda[i], Q[i, :])`` the last allocation kept. Level ``r{initial rank}``.
+
+Pruning is AdaLoRA's: a pruned triplet's singular value is **set to zero in place**, never multiplied
+by the mask in the forward pass. So the triplet keeps its gradient (``dL/dlambda_i = P[:, i]^T G Q[i, :]^T``
+with ``G = dL/dW``, non-zero while P and Q are), the optimiser step that follows the masking moves
+``lambda_i`` off zero again, and the next allocation judges it on what it then contributes: a pruned
+triplet can come back.
 
 Importance (as AdaLoRA): after each backward, for every element ``w`` of P, lambda and Q,
 ``I = |w * grad|``, smoothed ``Ibar <- b1 Ibar + (1 - b1) I`` and uncertainty
 ``Ubar <- b2 Ubar + (1 - b2) |I - Ibar|``; element score ``Ibar * Ubar``; triplet score
 ``s(lambda_i) + mean_j s(Q_ij) + mean_j s(P_ji)``. :func:`allocate_ranks` pools the triplet scores of
-many units and keeps the best ``budget`` triplets.
+many units and keeps the best ``budget`` triplets; :mod:`.adalora_allocator` runs importance and masking
+on AdaLoRA's budget schedule during training.
 
 The orthogonality penalty ``||P^T P - I||_F + ||Q Q^T - I||_F`` is returned by
 :meth:`regularization`; the trainer adds ``weight * penalty`` to the loss (MONAI networks return a
@@ -54,8 +61,8 @@ class AdaLoRAUnit(WeightDeltaUnit):
         self._uncertainty.clear()
 
     def delta_matrix(self) -> torch.Tensor:
-        """``(rows, cols)`` delta ``P diag(lambda * mask) Q``."""
-        return (self.lora_P * (self.lora_E * self.rank_mask)) @ self.lora_Q
+        """``(rows, cols)`` delta ``P diag(lambda) Q`` (pruned singular values are zero, see the module docstring)."""
+        return (self.lora_P * self.lora_E) @ self.lora_Q
 
     def regularization(self) -> torch.Tensor:
         """Orthogonality penalty ``||P^T P - I||_F + ||Q Q^T - I||_F`` (a scalar)."""
@@ -90,24 +97,29 @@ class AdaLoRAUnit(WeightDeltaUnit):
 
     @torch.no_grad()
     def set_rank_mask(self, keep: torch.Tensor) -> None:
-        """Keep the triplets where ``keep`` (bool ``(r,)``) is true; pruned singular values are zeroed."""
+        """Keep the triplets where ``keep`` (bool ``(r,)``) is true and zero the others' singular values in place."""
         self.rank_mask.copy_(keep.to(self.rank_mask.dtype))
+        self.apply_rank_mask()
+
+    @torch.no_grad()
+    def apply_rank_mask(self) -> None:
+        """Zero the singular values of the pruned triplets again (they train between allocations)."""
         self.lora_E.mul_(self.rank_mask)
 
 
 def allocate_ranks(units: Iterable[AdaLoRAUnit], budget: int) -> dict[str, int]:
-    """Keep the ``budget`` best-scoring triplets pooled over ``units``; returns the rank kept per unit."""
+    """Keep the ``budget`` best-scoring triplets pooled over ``units`` (ties: the earlier triplet); returns
+    the rank kept per unit."""
     units = list(units)
     if not units:
         return {}
     scores = [u.triplet_scores() for u in units]
     pooled = torch.cat(scores)
-    if budget >= pooled.numel():
-        threshold = -float("inf")
-    else:
-        threshold = torch.kthvalue(pooled, pooled.numel() - budget).values.item()
-    for unit, score in zip(units, scores):
-        unit.set_rank_mask(score > threshold)
+    keep = torch.zeros(pooled.numel(), dtype=torch.bool, device=pooled.device)
+    order = torch.sort(pooled, descending=True, stable=True).indices
+    keep[order[:max(0, budget)]] = True
+    for unit, kept in zip(units, keep.split([s.numel() for s in scores])):
+        unit.set_rank_mask(kept)
     return {u.name: u.effective_rank for u in units}
 
 

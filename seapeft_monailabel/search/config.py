@@ -16,7 +16,9 @@ class SearchConfig:
     decoder tuning) train at ``lr``; the head and every other unit at ``lr * adapter_lr_scale`` (see
     :mod:`.trainer`), in SEA-PEFT and in the fixed baselines alike. With ``prior_start`` the search
     starts from the saliency prior's knapsack under the budget (see :mod:`.episode`) instead of an
-    empty set.
+    empty set. AdaLoRA units run AdaLoRA's rank schedule over ``max_steps + refine_steps`` steps of their
+    own clock, down to ``adalora_target_ratio`` of their rank, masking every ``adalora_every`` steps
+    (:mod:`~seapeft_monailabel.peft.adalora_allocator`), in SEA-PEFT and in the ``adalora`` baseline.
     """
 
     budget_fraction: float = 0.005
@@ -38,6 +40,8 @@ class SearchConfig:
     adapter_lr_scale: float = 10.0
     weight_decay: float = 0.0
     orthogonality_weight: float = 0.1
+    adalora_target_ratio: float = 0.5
+    adalora_every: int = 10
     ema_beta: float | None = None
     window: int = 5
     robust_lambda: float = 0.25
@@ -61,7 +65,8 @@ class SearchConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("max_steps", "probe_every", "audit_every", "allocate_every", "patches_per_step", "audit_patches"):
+        for name in ("max_steps", "probe_every", "audit_every", "allocate_every", "patches_per_step", "audit_patches",
+                     "adalora_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SearchConfig.{name} must be >= 1 (got {getattr(self, name)})")
         if self.allocate_every % self.audit_every:
@@ -69,6 +74,8 @@ class SearchConfig:
         if self.lr <= 0 or self.adapter_lr_scale <= 0:
             raise ValueError(f"SearchConfig.lr and adapter_lr_scale must be > 0 "
                              f"(got {self.lr}, {self.adapter_lr_scale})")
+        if not 0 < self.adalora_target_ratio <= 1:
+            raise ValueError(f"SearchConfig.adalora_target_ratio must be in (0, 1] (got {self.adalora_target_ratio})")
         if not 0 < self.budget_fraction < 1:
             raise ValueError(f"SearchConfig.budget_fraction must be in (0, 1) (got {self.budget_fraction})")
         if len(self.patch_size) != 3:
@@ -111,7 +118,7 @@ PRESETS: dict[str, SearchConfig] = {
     # Tests: seconds.
     "tiny": SearchConfig(max_steps=24, warmup_steps=2, probe_every=2, audit_every=2, allocate_every=4,
                          refine_steps=4, refine_patience=100, patch_size=(16, 16, 16), patches_per_step=1,
-                         audit_patches=2, saliency_batches=1),
+                         audit_patches=2, saliency_batches=1, adalora_every=2),
 }
 
 

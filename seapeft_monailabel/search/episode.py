@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 
-from ..peft import UnitRegistry
+from ..peft import AdaLoRAUnit, UnitRegistry
+from ..peft.adalora_allocator import RankAllocator
 from .allocator import Allocator
 from .audit import Auditor
 from .config import SearchConfig
@@ -85,6 +86,13 @@ def train_steps(trainer: UnitTrainer, stream, steps: int, events: EventLog, stag
     return done
 
 
+def rank_allocator(registry: UnitRegistry, config: SearchConfig) -> RankAllocator:
+    """AdaLoRA's importance and budgeted masking for the registry's AdaLoRA units, on the run's schedule
+    (a trainer hook: it acts on the units that are on)."""
+    return RankAllocator([u for u in registry if isinstance(u, AdaLoRAUnit)], config.max_steps + config.refine_steps,
+                         config.adalora_target_ratio, config.adalora_every)
+
+
 class SearchEpisode:
     """Runs the loop of docs/DESIGN.md ("The loop") on one support set and one audit volume.
 
@@ -115,6 +123,8 @@ class SearchEpisode:
         self.trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay,
                                    config.orthogonality_weight, device=device, bf16=config.bf16,
                                    adapter_lr_scale=config.adapter_lr_scale, ctx=ctx)
+        self.ranks = rank_allocator(registry, config)
+        self.trainer.after_backward.append(self.ranks)
         self.allowance = max(int(config.probe_fraction * self.budget), 1)
         self.units = [u for u in registry if u.cost <= self.budget]
         if not self.units:
@@ -315,6 +325,7 @@ class SearchEpisode:
         self.trainer.forget(winner.units)
         refined = train_steps(self.trainer, self._stream(self.refine_data, cfg.seed + 1), cfg.refine_steps, self.events,
                               "refine", self.progress, offset=step, patience=cfg.refine_patience, ctx=self.ctx)
+        self.ranks.finish()
         self.events.write("done", stop_reason=reason, search_steps=step, refine_steps=refined,
                           seconds=time.monotonic() - started, chosen=list(winner.units), cost=winner.cost,
                           budget=self.budget, selection_dice=winner.dice, head_only_dice=head_only)
