@@ -32,8 +32,8 @@ from app_support import SHIPPED_MODEL, Server, base_model_for_tests
 from seapeft_monailabel.data import label_names, write_site
 from seapeft_monailabel.data.transforms import deterministic_transforms
 from seapeft_monailabel.evaluate import dice_per_class
-from seapeft_monailabel.quant import export_serving_models, load_serving_model
-from seapeft_monailabel.quant.serving import default_roi_size
+from seapeft_monailabel.inference import default_roi_size, load_predictor
+from seapeft_monailabel.quant import export_serving_models
 
 pytestmark = pytest.mark.server
 
@@ -89,7 +89,7 @@ def test_infer_answers_with_openvino_int8(env):
 
     answering = _task_info(env)["runtime"]["answering"]
     assert answering == {"model": params["model"]["id"], **expected}
-    assert "serving PyTorch FP32 instead" not in env["server"].log.read_text()
+    assert "PyTorch FP32 answers instead" not in env["server"].log.read_text()
 
     truth = np.asarray(nib.load(subject["label"]).dataobj).astype(np.int64)
     liver = dice_per_class(torch.from_numpy(values), torch.from_numpy(truth), len(LABELS))[LABELS["liver"] - 1]
@@ -104,7 +104,7 @@ def _openvino_fp32_labels(model, image_path) -> np.ndarray:
     The server runs the library's deterministic chain (RAS, no resampling for this model, percentile
     scaling) and inverts it; the generated volumes are already RAS, so the map lies on the image's grid.
     """
-    fp32 = load_serving_model(model.parent, precision="fp32", runtime="openvino", threads=2)
+    fp32 = load_predictor(model.parent, precision="fp32", runtime="openvino", threads=2)
     assert (fp32.runtime, fp32.precision) == ("openvino", "fp32")
     image = Compose(deterministic_transforms(None, with_label=False))({"image": image_path})["image"]
-    return fp32.sliding_window(torch.as_tensor(image)[None].float())[0].argmax(0).numpy()
+    return fp32.class_map(torch.as_tensor(image)).numpy()

@@ -26,20 +26,19 @@ from monai.losses import DiceCELoss
 
 from seapeft_monailabel.cli import main
 from seapeft_monailabel.data import label_names, make_datalist, train_transforms
+from seapeft_monailabel.inference import load_predictor
 from seapeft_monailabel.models import NetworkSpec, build_network, head_module_names, save_model_file
-from seapeft_monailabel.peft import UnitRegistry, manifest_from_dict
-from seapeft_monailabel.quant import (QuantizationError, compare, count_quantized_convolutions,
-                                      export_serving_models, load_serving_model)
+from seapeft_monailabel.peft import UnitRegistry, load_merged_model, manifest_from_dict
+from seapeft_monailabel.quant import QuantizationError, compare, count_quantized_convolutions, export_serving_models
 from seapeft_monailabel.quant.convert import compile_model, read_ir
 from seapeft_monailabel.quant.ptq import calibration_patches
 from seapeft_monailabel.quant.qat import quantization_aware_training
 from seapeft_monailabel.quant.runtime import OpenVINOPredictor, convolution_precisions, require_quantized
-from seapeft_monailabel.search import load_merged_model
 
 ROOT = Path(__file__).resolve().parents[1]
 ROI = (32, 32, 32)
 SPEC = NetworkSpec(name="unet", out_channels=3, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
-LOGGER = "seapeft_monailabel.quant.serving"
+LOGGER = "seapeft_monailabel.inference.choose"
 
 
 def _train_adapted_unet(out: Path, items: list[dict]) -> Path:
@@ -120,7 +119,7 @@ def test_export_writes_both_models_with_quantized_convolutions(exported):
     assert saved["models"]["fp32"]["weight_bytes"] / int8["weight_bytes"] > 3.0
     assert {t["ends"] for t in saved["dice"]["tried"] if t["stage"] == "ptq"} == {"int8", "fp32"}
     assert saved["dice"]["held_out"] and len(saved["dice"]["fp32"]) == 2
-    assert not list(run.glob(".openvino-staging-*")) and not (run / ".serving.json.tmp").exists()
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".")]  # no staging folder, no temporary file
 
 
 def test_unmerged_adapter_stays_fp32(exported):
@@ -137,21 +136,21 @@ def test_unmerged_adapter_stays_fp32(exported):
 def test_openvino_fp32_agrees_with_pytorch(exported, patch):
     run, _ = exported
     network, _ = load_merged_model(run / "model.pt")
-    served = load_serving_model(run, "fp32", "openvino", threads=2)
-    assert served.runtime == "openvino" and served.precision == "fp32" and served.info["fallback"] is None
+    served = load_predictor(run, "fp32", "openvino", threads=2)
+    assert served.runtime == "openvino" and served.precision == "fp32" and served.note is None
     with torch.no_grad():
         reference = network(patch)
-    converted = served.predictor(patch)
+    converted = served.windows(patch)
     assert converted.shape == reference.shape == (1, 3, *ROI)
     assert float((converted - reference).abs().max()) <= 1e-3 * max(1.0, float(reference.abs().max()))
 
 
 def test_openvino_int8_agrees_with_fp32(exported, patch):
     run, _ = exported
-    fp32 = load_serving_model(run, "fp32", "openvino", threads=2).predictor(patch)
-    served = load_serving_model(run, "int8", "openvino", threads=2)
+    fp32 = load_predictor(run, "fp32", "openvino", threads=2).windows(patch)
+    served = load_predictor(run, "int8", "openvino", threads=2)
     assert served.precision == "int8" and served.info["quantized_convolutions"] > 0
-    int8 = served.predictor(patch)
+    int8 = served.windows(patch)
     relative = float(torch.linalg.vector_norm(int8 - fp32) / torch.linalg.vector_norm(fp32))
     agreement = float((int8.argmax(1) == fp32.argmax(1)).float().mean())
     assert relative <= 0.2, relative
@@ -159,17 +158,28 @@ def test_openvino_int8_agrees_with_fp32(exported, patch):
 
 
 def test_sliding_window_inference_with_served_int8(exported, items):
-    run, _ = exported
-    served = load_serving_model(run, "int8")
-    assert served.runtime == "openvino" and served.labels == label_names("target")
-    image = torch.rand(1, 1, 50, 41, 37)
-    logits = sliding_window_inference(image, served.roi_size, 1, served.predictor, overlap=0.25, mode="gaussian")
+    run, index = exported
+    served = load_predictor(run, "int8", device="cpu")  # auto: INT8 exists only in OpenVINO
+    assert served.runtime == "openvino" and served.labels == label_names("target") and served.note is None
+    assert served.describe() == {"runtime": "openvino", "precision": "int8", "roi_size": list(ROI),
+                                 "int8_dice_drop_points": index["models"]["int8"]["dice_drop_points"],
+                                 "int8_p_value": index["models"]["int8"]["p_value"]}
+    image = torch.rand(1, 50, 41, 37)
+    logits = sliding_window_inference(image[None], served.roi_size, 1, served.windows, overlap=0.25, mode="gaussian")
     assert logits.shape == (1, 3, 50, 41, 37)
     threads = torch.get_num_threads()
-    assert torch.allclose(served.sliding_window(image), logits, atol=1e-5)
+    assert torch.allclose(served.logits(image), logits[0], atol=1e-5)
     assert torch.get_num_threads() == threads
     with pytest.raises(ValueError, match="roi_size"):
-        served.predictor(torch.rand(1, 1, 16, 16, 16))
+        served.windows(torch.rand(1, 1, 16, 16, 16))
+
+
+def test_auto_serves_the_export_on_the_cpu(exported):
+    run, _ = exported
+    auto = load_predictor(run / "model.pt", device="cpu")
+    assert (auto.runtime, auto.precision, auto.note, auto.roi_size) == ("openvino", "fp32", None, ROI)
+    asked = load_predictor(run, runtime="torch", device="cpu")
+    assert (asked.runtime, asked.precision, asked.note, asked.roi_size) == ("torch", "fp32", None, ROI)
 
 
 def _one_warning(caplog) -> str:
@@ -191,12 +201,12 @@ def test_damaged_int8_falls_back_to_torch_fp32(exported, tmp_path, caplog, damag
     else:
         (run / "serving.json").unlink()
     with caplog.at_level(logging.WARNING):
-        served = load_serving_model(run, "int8", "openvino")
+        served = load_predictor(run, "int8", "openvino")
     assert served.runtime == "torch" and served.precision == "fp32"
     assert served.roi_size == ROI if damage != "missing_index" else len(served.roi_size) == 3
     message = _one_warning(caplog)
-    assert "serving PyTorch FP32 instead" in message and served.info["fallback"]
-    out = served.predictor(torch.rand(1, 1, *served.roi_size))
+    assert "PyTorch FP32 answers instead" in message and served.note in message
+    out = served.windows(torch.rand(1, 1, *served.roi_size))
     assert out.shape == (1, 3, *served.roi_size)
 
 
@@ -206,7 +216,7 @@ def test_stale_export_falls_back(exported, tmp_path, caplog):
     data["state_dict"] = {k: v + 0.001 if v.is_floating_point() else v for k, v in data["state_dict"].items()}
     torch.save(data, run / "model.pt")
     with caplog.at_level(logging.WARNING):
-        served = load_serving_model(run, "fp32", "openvino")
+        served = load_predictor(run, "fp32", "openvino")
     assert served.runtime == "torch"
     assert "another model.pt" in _one_warning(caplog)
 
@@ -221,18 +231,18 @@ def test_int8_without_quantized_convolutions_fails_loudly(exported, tmp_path, ca
     index["models"]["int8"]["xml"] = index["models"]["fp32"]["xml"]
     (run / "serving.json").write_text(json.dumps(index))
     with caplog.at_level(logging.WARNING):
-        served = load_serving_model(run, "int8", "openvino")
+        served = load_predictor(run, "int8", "openvino")
     assert served.runtime == "torch" and "no quantized convolution" in _one_warning(caplog)
 
 
 def test_torch_runtime_serves_fp32_and_says_why(exported, caplog):
     run, _ = exported
     with caplog.at_level(logging.WARNING):
-        served = load_serving_model(run, "int8", "torch")
+        served = load_predictor(run, "int8", "torch")
     assert (served.runtime, served.precision) == ("torch", "fp32")
-    assert "no INT8 path" in _one_warning(caplog)
+    assert "no INT8 path" in _one_warning(caplog) and "int8" in served.note
     with pytest.raises(ValueError, match="precision"):
-        load_serving_model(run, "int4")
+        load_predictor(run, "int4")
 
 
 def test_quantization_aware_training_converts_with_learned_ranges(exported, items):

@@ -13,8 +13,10 @@ import argparse
 import json
 from pathlib import Path
 
+from ..inference.patch import default_roi_size
 from ..quant.bench import run_benchmark, to_markdown
-from ..quant.serving import default_roi_size, export_serving_models, read_index
+from ..quant.index import read_index
+from ..quant.serving import export_serving_models
 from .common import ProgressBar, add_data_arguments, datalist_from_args
 
 

@@ -1,23 +1,24 @@
-"""Whole-volume prediction with MONAI's sliding-window inference, and evaluation over a datalist."""
+"""Whole-volume prediction of a PyTorch network through the library's predictor, and evaluation over a datalist."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
-from monai.inferers import sliding_window_inference
+from torch import nn
 
 from ..data.transforms import eval_transforms
+from ..inference.predictor import torch_predictor
+from ..inference.window import OVERLAP
 from .metrics import dice_per_class
 
 
-@torch.no_grad()
-def predict_volume(network: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, roi_size: Sequence[int],
-                   overlap: float = 0.25, device: str | torch.device = "cpu") -> torch.Tensor:
-    """Class map of one volume.
+def predict_volume(network: nn.Module, image: torch.Tensor, roi_size: Sequence[int], overlap: float = OVERLAP,
+                   device: str | torch.device = "cpu") -> torch.Tensor:
+    """Class map of one volume by :func:`..inference.torch_predictor` (the served sliding window).
 
     Args:
-        network: maps ``(B, C, *roi_size)`` to logits ``(B, K, *roi_size)``.
+        network: maps ``(B, C, *roi_size)`` to logits ``(B, K, *roi_size)``, on ``device``.
         image: ``(C, D, H, W)`` preprocessed image.
         roi_size: the sliding window, the training patch size.
         overlap: window overlap; windows are blended with Gaussian weights.
@@ -25,12 +26,10 @@ def predict_volume(network: Callable[[torch.Tensor], torch.Tensor], image: torch
     Returns:
         ``(D, H, W)`` int64 argmax class map on the CPU.
     """
-    logits = sliding_window_inference(image[None].to(device), roi_size=tuple(roi_size), sw_batch_size=1,
-                                      predictor=network, overlap=overlap, mode="gaussian")
-    return logits[0].argmax(0).cpu()
+    return torch_predictor(network, roi_size, device=device, overlap=overlap).class_map(image)
 
 
-def evaluate_volumes(network: torch.nn.Module, datalist: Sequence[dict], roi_size: Sequence[int], n_classes: int,
+def evaluate_volumes(network: nn.Module, datalist: Sequence[dict], roi_size: Sequence[int], n_classes: int,
                      spacing: Sequence[float] | None = None, device: str | torch.device = "cpu") -> list[list[float]]:
     """Hard Dice per foreground class for every ``{"image", "label"}`` item (list of ``K - 1`` lists)."""
     chain = eval_transforms(spacing)

@@ -14,8 +14,9 @@ layer, upsampling to the window) with two changes that segmentation networks nee
   than outside it (Grad-CAM++ divides by zero in windows without the structure), while this map is more
   than 5 times denser inside and peaks there.
 
-Summed scores make window maps additive, so MONAI's sliding-window inference blends them like logits
-(Gaussian weights) and large volumes never need one whole-volume backward pass. The blended map is
+Summed scores make window maps additive, so the served sliding window (:class:`..inference.Window`:
+MONAI's sliding-window inference, Gaussian weights) blends them like logits and large volumes never need
+one whole-volume backward pass. The blended map is
 scaled by its maximum to ``[0, 1]``.
 """
 
@@ -26,9 +27,10 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from monai.inferers import sliding_window_inference
 from monai.visualize import GradCAM
 from torch import nn
+
+from ..inference.window import OVERLAP, Window
 
 #: a decoder level at half resolution: its features combine the skip connection with the deeper levels.
 DEFAULT_LAYERS = {"unet": "model.1", "swinunetr": "decoder2"}
@@ -112,7 +114,7 @@ def check_layer(network: nn.Module, layer: str) -> None:
 
 
 def explain_image(network: nn.Module, image: torch.Tensor, class_index: int, layer: str, roi_size: Sequence[int],
-                  overlap: float = 0.25, device: str | torch.device = "cpu",
+                  overlap: float = OVERLAP, device: str | torch.device = "cpu",
                   method: type[GradCAM] = SegGradCAM) -> torch.Tensor:
     """Grad-CAM of label ``class_index`` at ``layer`` over a whole preprocessed image: ``(X, Y, Z)`` float32
     map in ``[0, 1]`` on the CPU (see :func:`explain_labels` for the arguments)."""
@@ -120,7 +122,7 @@ def explain_image(network: nn.Module, image: torch.Tensor, class_index: int, lay
 
 
 def explain_labels(network: nn.Module, image: torch.Tensor, class_indices: Sequence[int], layer: str,
-                   roi_size: Sequence[int], overlap: float = 0.25, device: str | torch.device = "cpu",
+                   roi_size: Sequence[int], overlap: float = OVERLAP, device: str | torch.device = "cpu",
                    method: type[GradCAM] = SegGradCAM) -> torch.Tensor:
     """Grad-CAM of several labels at ``layer`` over a whole preprocessed image, one forward pass per window.
 
@@ -149,8 +151,7 @@ def explain_labels(network: nn.Module, image: torch.Tensor, class_indices: Seque
 
     plain = image.as_tensor() if hasattr(image, "as_tensor") else torch.as_tensor(image)  # no MetaTensor tracking
     with torch.enable_grad():
-        blended = sliding_window_inference(plain[None].float().to(device), roi_size=tuple(roi_size),
-                                           sw_batch_size=1, predictor=window_maps, overlap=overlap, mode="gaussian")
+        blended = Window(tuple(roi_size), overlap).run(window_maps, plain[None].float().to(device))
     heat = blended[0].float().cpu()
     peaks = heat.flatten(1).amax(1).clamp_min(torch.finfo(heat.dtype).tiny)
     return heat / peaks[:, None, None, None]

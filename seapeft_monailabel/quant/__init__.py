@@ -1,13 +1,23 @@
 """CPU serving and INT8: OpenVINO conversion, NNCF post-training quantization, quantization-aware
-training, the sliding-window predictor, the non-inferiority check and the benchmark.
+training, the serving index, the non-inferiority check and the benchmark.
 
-The app calls :func:`export_serving_models` after publishing a trained model and
-:func:`load_serving_model` in its infer task.
+The app calls :func:`export_serving_models` after publishing a trained model; serving reads the export
+through :func:`seapeft_monailabel.inference.load_predictor`. Names are imported lazily, so opening a
+converted model (:mod:`.index`, :mod:`.runtime`) does not load NNCF.
 """
 
-from .noninferiority import NonInferiority, compare, volume_dices
-from .runtime import OpenVINOPredictor, QuantizationError, count_quantized_convolutions
-from .serving import ServingModel, export_serving_models, load_serving_model
+from importlib import import_module
 
-__all__ = ["NonInferiority", "OpenVINOPredictor", "QuantizationError", "ServingModel", "compare",
-           "count_quantized_convolutions", "export_serving_models", "load_serving_model", "volume_dices"]
+_EXPORTS = {
+    "NonInferiority": "noninferiority", "compare": "noninferiority", "volume_dices": "noninferiority",
+    "OpenVINOPredictor": "runtime", "QuantizationError": "runtime", "count_quantized_convolutions": "runtime",
+    "export_serving_models": "serving", "read_index": "index",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,9 @@
 """Weight bytes, sliding-window latency and Dice of PyTorch FP32, OpenVINO FP32 and OpenVINO INT8, side by side.
 
-Latency is the wall time of MONAI ``sliding_window_inference`` over one preprocessed volume
-(:meth:`.serving.ServingModel.sliding_window`: overlap 0.25, Gaussian blending, one window at a time),
+Every engine is the predictor the app and ``seapeft predict`` serve
+(:func:`seapeft_monailabel.inference.load_predictor`), so the path measured is the path served.
+Latency is the wall time of its sliding-window inference over one preprocessed volume
+(:meth:`..inference.Predictor.logits`: overlap 0.25, Gaussian blending, one window at a time),
 median of ``repeats`` runs after one warm-up;
 the three engines take turns within each repeat so that a change in machine load hits all of them.
 Dice is per held-out volume; INT8 is compared with OpenVINO FP32 (the model it was quantized from)
@@ -15,7 +17,6 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +24,10 @@ import openvino as ov
 import torch
 
 from ..data.transforms import eval_transforms
+from ..inference.choose import load_predictor
+from ..inference.predictor import Predictor
 from .convert import FP32_HINT
 from .noninferiority import MAX_DROP_POINTS, compare, load_volumes, volume_dices
-from .runtime import single_torch_thread
-from .serving import ServingModel, load_serving_model
 
 #: Goals the INT8 model is held to (ratios measured in one run).
 GOALS = {"size_ratio": 3.5, "speedup_vs_openvino_fp32": 1.3, "speedup_vs_torch_fp32": 3.0,
@@ -55,12 +56,12 @@ def cpu_description() -> dict:
             "load_average": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
 
 
-def _load_all(model_dir, threads: int) -> list[tuple[str, ServingModel]]:
+def _load_all(model_dir, threads: int) -> list[tuple[str, Predictor]]:
     loaded = []
     for name, precision, runtime in ENGINES:
-        served = load_serving_model(model_dir, precision, runtime, threads=threads)
-        if served.info.get("fallback") or served.runtime != runtime:
-            raise ValueError(f"{model_dir}: {name} cannot be served ({served.info.get('fallback')})")
+        served = load_predictor(model_dir, precision, runtime, device="cpu", threads=threads)
+        if served.note or served.runtime != runtime:
+            raise ValueError(f"{model_dir}: {name} cannot be served ({served.note})")
         loaded.append((name, served))
     return loaded
 
@@ -81,14 +82,14 @@ def run_benchmark(model_dir, volume: str | Path, heldout: Sequence[dict], thread
     """
     torch.set_num_threads(threads)
     engines = _load_all(model_dir, threads)
-    roi = engines[0][1].roi_size
+    roi = engines[2][1].roi_size
     n_classes = len(engines[0][1].labels)
     image = eval_transforms(spacing, with_label=False)({"image": str(volume)})["image"]
     times: dict[str, list[float]] = {name: [] for name, _ in engines}
     runs = [(r, name, served) for r in range(repeats + 1) for name, served in engines]
     for done, (r, name, served) in enumerate(runs, 1):
         started = time.perf_counter()
-        served.sliding_window(image[None])
+        served.logits(image)
         if r:  # round 0 warms up
             times[name].append(time.perf_counter() - started)
         if progress:
@@ -97,8 +98,7 @@ def run_benchmark(model_dir, volume: str | Path, heldout: Sequence[dict], thread
     dice = {}
     volumes = load_volumes(heldout, spacing)
     for k, (name, served) in enumerate(engines):
-        with single_torch_thread() if served.runtime == "openvino" else nullcontext():
-            dice[name] = volume_dices(served.predictor, volumes, roi, n_classes)
+        dice[name] = volume_dices(served, volumes, n_classes)
         if progress:
             progress("dice", k + 1, len(engines), {"engine": name})
     weights = {name: served.info["weight_bytes"] for name, served in engines}

@@ -1,7 +1,7 @@
 """Is INT8 as good as FP32? Per-volume Dice on held-out volumes, paired Wilcoxon signed-rank test.
 
 A volume's Dice is the mean over the foreground classes of the hard Dice of the argmax prediction
-(sliding-window inference, Gaussian blending, overlap 0.25). The INT8 model passes when its mean Dice
+(the served :class:`..inference.Predictor`: sliding-window inference, Gaussian blending, overlap 0.25). The INT8 model passes when its mean Dice
 is at most :data:`MAX_DROP_POINTS` below FP32's and the paired test finds no significant loss: the
 one-sided Wilcoxon signed-rank test of "INT8 scores lower than FP32" has p > :data:`ALPHA`. The question
 is non-inferiority, so an INT8 model that is significantly *better* passes (a two-sided test would
@@ -11,7 +11,7 @@ fail it); the two-sided p is reported alongside.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,7 +19,8 @@ import torch
 from scipy.stats import wilcoxon
 
 from ..data.transforms import eval_transforms
-from ..evaluate import dice_per_class, predict_volume
+from ..evaluate.metrics import dice_per_class
+from ..inference.predictor import Predictor
 
 #: The largest mean Dice drop, in points (0-100 scale), that INT8 may lose against FP32.
 MAX_DROP_POINTS = 0.5
@@ -33,9 +34,8 @@ def load_volumes(datalist: Sequence[dict], spacing=None) -> list[dict]:
     return [chain(dict(item)) for item in datalist]
 
 
-def volume_dices(predictor: Callable[[torch.Tensor], torch.Tensor], volumes: Sequence[dict],
-                 roi_size: Sequence[int], n_classes: int, spacing=None) -> list[float]:
-    """Mean foreground Dice of every volume, in order (values in [0, 1]).
+def volume_dices(predictor: Predictor, volumes: Sequence[dict], n_classes: int, spacing=None) -> list[float]:
+    """Mean foreground Dice of ``predictor``'s class map of every volume, in order (values in [0, 1]).
 
     ``volumes``: datalist items ``{"image": path, "label": path}`` (preprocessed here with ``spacing``)
     or volumes already preprocessed by :func:`load_volumes`.
@@ -43,7 +43,7 @@ def volume_dices(predictor: Callable[[torch.Tensor], torch.Tensor], volumes: Seq
     scores = []
     for item in volumes:
         data = item if isinstance(item["image"], torch.Tensor) else load_volumes([item], spacing)[0]
-        prediction = predict_volume(predictor, data["image"], roi_size)
+        prediction = predictor.class_map(data["image"])
         scores.append(float(np.mean(dice_per_class(prediction, data["label"][0].long(), n_classes))))
     return scores
 

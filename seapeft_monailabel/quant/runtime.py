@@ -2,16 +2,14 @@
 
 The compiled model has one fixed input shape ``(1, C, *roi)``; :class:`OpenVINOPredictor` takes a torch
 tensor ``(B, C, *roi)`` on any device, runs the B windows one after another and returns torch logits
-``(B, K, *roi)`` float32 on the input's device. Call ``sliding_window_inference`` with
-``roi_size=predictor.roi_size`` (and any ``sw_batch_size``; 1 matches the export).
+``(B, K, *roi)`` float32 on the input's device; :func:`seapeft_monailabel.inference.openvino_predictor`
+runs it over whole volumes at ``roi_size=predictor.roi_size``.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import numpy as np
 import openvino as ov
@@ -23,23 +21,6 @@ from .convert import compile_model
 RUNTIME_CONV_TYPES = ("Convolution", "Deconvolution")
 #: Runtime precisions of a convolution that runs quantized.
 INT8_PRECISIONS = ("i8", "u8")
-
-
-@contextmanager
-def single_torch_thread() -> Iterator[None]:
-    """Run PyTorch on one thread inside the block (restored after).
-
-    Around sliding-window inference with OpenVINO answering, PyTorch only blends the windows; its
-    OpenMP threads spin after each operation and, on 2 cores, compete with OpenVINO's threads, which
-    costs more than INT8 saves (measured: blending a 120x104x70 volume 0.13 s on one thread, 0.4-1.4 s
-    on two on a busy machine).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 class QuantizationError(RuntimeError):

@@ -48,14 +48,14 @@ class Uncertainty(Strategy):
         self.picker = picker
         self.overlap = overlap
 
-    def score(self, datastore, image_id: str, model_id: str, served, choice) -> float | None:
+    def score(self, datastore, image_id: str, model_id: str, served, predictor) -> float | None:
         cached = datastore.get_image_info(image_id).get(INFO_KEY)
         if cached and cached.get("model") == model_id:
             return float(cached["value"])
         path = datastore.get_image_uri(image_id)
         try:
             load_volume_pair(path)
-            probs, _ = predict_probabilities(served, choice, path, self.overlap)
+            probs, _ = predict_probabilities(served, predictor, path, self.overlap)
         except (ValueError, FileNotFoundError, RuntimeError) as err:
             logger.warning(f"uncertainty: image {image_id} ({path}) skipped: {err}")
             return None
@@ -71,10 +71,10 @@ class Uncertainty(Strategy):
             served = self.store.current()
         except WeightLoadError as err:
             raise http_error(SERVER_FAULT, f"uncertainty strategy has no model: {err}") from None
-        choice = self.picker(served)
+        predictor = self.picker(served)
         scores = {}
         for image_id in candidates:
-            value = self.score(datastore, image_id, served.model_id, served, choice)
+            value = self.score(datastore, image_id, served.model_id, served, predictor)
             if value is not None:
                 scores[image_id] = value
         if not scores:

@@ -41,7 +41,7 @@ class PredictionDice(ScoringMethod):
         except WeightLoadError as err:
             logger.error(f"dice scoring skipped: no model to score with: {err}")
             return {}
-        choice = self.picker(served)
+        predictor = self.picker(served)
         names = sorted(served.labels, key=served.labels.get)[1:]
         result = {}
         for image_id in datastore.get_labeled_images():
@@ -54,7 +54,7 @@ class PredictionDice(ScoringMethod):
             image, label = datastore.get_image_uri(image_id), datastore.get_label_uri(label_id, FINAL)
             try:
                 load_volume_pair(image, label, label_names=served.labels)
-                probs, truth = predict_probabilities(served, choice, image, self.overlap, label=label)
+                probs, truth = predict_probabilities(served, predictor, image, self.overlap, label=label)
             except (ValueError, FileNotFoundError, RuntimeError) as err:
                 logger.warning(f"dice scoring: image {image_id} skipped: {err}")
                 continue

@@ -1,0 +1,60 @@
+"""The window a model was trained with: its run's patch size, else what its model file records."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+import yaml
+
+from ..models import NetworkSpec
+from ..models.factory import spatial_multiple
+
+#: Window when neither the run nor the model file records one (valid for UNet and SwinUNETR).
+FALLBACK_SIZE = 64
+
+
+def check_roi(spec: NetworkSpec, roi_size: Sequence[int]) -> tuple[int, int, int]:
+    """``roi_size`` as three ints, or ``ValueError`` when ``spec``'s network cannot take windows of that size."""
+    roi = tuple(int(v) for v in roi_size)
+    multiple = spatial_multiple(spec)
+    if len(roi) != 3 or any(v < 1 or v % multiple for v in roi):
+        raise ValueError(f"roi_size {roi_size!r}: {spec.name} needs three sizes divisible by {multiple}")
+    return roi  # type: ignore[return-value]
+
+
+def trained_roi(folder: Path, meta: dict, spec: NetworkSpec) -> tuple[int, int, int]:
+    """The patch size in ``folder/config.yaml`` (a run's), else the model file's ``roi_size``/``patch_size``
+    or pretraining patch size (``meta``: the file's entries), else :data:`FALLBACK_SIZE` cubed."""
+    config = Path(folder) / "config.yaml"
+    if config.is_file():
+        try:
+            patch = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("config", {}).get("patch_size")
+            if patch:
+                return check_roi(spec, patch)
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):
+            pass
+    recipe = (meta.get("pretraining") or {}).get("recipe") or {}
+    for patch in (meta.get("roi_size"), meta.get("patch_size"), recipe.get("patch_size")):
+        if patch:
+            return check_roi(spec, patch)
+    size = max(FALLBACK_SIZE, spatial_multiple(spec))
+    return (size, size, size)
+
+
+def model_entries(model_path: str | Path) -> dict:
+    """A seapeft model file's entries besides the weights (``network``, ``labels``, extras), read without
+    loading the weights; ``ValueError`` naming the file when it cannot be read."""
+    try:
+        data = torch.load(model_path, map_location="cpu", weights_only=True, mmap=True)
+        NetworkSpec.from_dict(data["network"])
+        return {k: v for k, v in data.items() if k != "state_dict"}
+    except Exception as err:
+        raise ValueError(f"{model_path}: not a readable seapeft model file ({type(err).__name__}: {err})") from None
+
+
+def default_roi_size(model_path: str | Path) -> tuple[int, int, int]:
+    """:func:`trained_roi` of a seapeft model file (``ValueError`` naming it when it cannot be read)."""
+    meta = model_entries(model_path)
+    return trained_roi(Path(model_path).parent, meta, NetworkSpec.from_dict(meta["network"]))
