@@ -1,8 +1,9 @@
 """Segmentation with the served model (latest published adapted model, else the base model).
 
 Pre-transforms are the library's evaluation chain (load, channel first, RAS, the model's spacing if it
-has one, percentile intensity scaling); MONAI's sliding-window inference runs windows of the model's
-patch size (the converted model's window with OpenVINO) with Gaussian blending; the inverse of the
+has one, percentile intensity scaling); the library's predictor (:mod:`.predictor`) runs MONAI's
+sliding-window inference at the model's patch size (the converted model's window with OpenVINO) with
+Gaussian blending, at the request's ``sw_overlap`` (default the conf's); the inverse of the
 orientation/spacing transforms brings the logits back to the original image's grid, then softmax,
 argmax and uint8. The response names the labels and the model that answered (``model``: kind, id,
 SHA-256; ``runtime``: engine, precision, window).
@@ -16,7 +17,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from monai.inferers import SlidingWindowInferer
 from monai.transforms import (
     Activationsd,
     AsDiscreted,
@@ -28,12 +28,13 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from seapeft_monailabel.data.transforms import deterministic_transforms
+from seapeft_monailabel.inference import Predictor
 from seapeft_monailabel.models import WeightLoadError
 
 from ..datastore.checks import check_image
 from ..errors import SERVER_FAULT, http_error
 from ..models.served import ModelStore, ServedModel
-from .predictor import PredictorChoice, PredictorPicker
+from .predictor import PredictorPicker
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +77,14 @@ class SeaPeftSegmentation(BasicInferTask):
             served = self.store.current()
         except WeightLoadError as err:
             raise http_error(SERVER_FAULT, f"no model to answer with: {err}") from None
-        choice = self.picker(served)
-        self._request.served, self._request.choice = served, choice
+        predictor = self.picker(served)
+        self._request.served, self._request.predictor = served, predictor
         try:
             result_file, result_json = super().__call__(request, callbacks)
         finally:
-            self._request.served = self._request.choice = None
+            self._request.served = self._request.predictor = None
         result_json["model"] = {k: v for k, v in served.describe().items() if k != "adapter"}
-        result_json["runtime"] = choice.describe()
+        result_json["runtime"] = predictor.describe()
         return result_file, result_json
 
     @property
@@ -91,23 +92,17 @@ class SeaPeftSegmentation(BasicInferTask):
         return self._request.served
 
     @property
-    def _choice(self) -> PredictorChoice:
-        return self._request.choice
+    def _predictor(self) -> Predictor:
+        return self._request.predictor
 
     def pre_transforms(self, data=None) -> Sequence[Callable]:
         return deterministic_transforms(self._served.spacing, with_label=False) + [
             EnsureTyped(keys="image", dtype=torch.float32)]
 
-    def inferer(self, data=None) -> SlidingWindowInferer:
-        overlap = float(data.get("sw_overlap", 0.25)) if data else 0.25
-        return SlidingWindowInferer(roi_size=self._choice.roi_size, sw_batch_size=1, overlap=overlap,
-                                    mode="gaussian")
-
     def run_inferer(self, data, convert_to_batch=True, device="cpu"):
         """Sliding-window logits ``(K, X, Y, Z)`` of the preprocessed image ``(1, X, Y, Z)`` into ``data["pred"]``."""
-        inputs = data[self.input_key][None].to(self._served.device)
-        with torch.no_grad():
-            data[self.output_label_key] = self.inferer(data)(inputs, self._choice.predictor)[0].cpu()
+        overlap = float(data.get("sw_overlap", self._config["sw_overlap"]))
+        data[self.output_label_key] = self._predictor.logits(data[self.input_key], overlap)
         return data
 
     def inverse_transforms(self, data=None):
