@@ -50,6 +50,15 @@ class BaseModel:
         return self.report.summary()
 
     @property
+    def untrained_labels(self) -> list[str]:
+        """Task labels whose head row starts at initialisation (the base model never learnt them): what the
+        network predicts for them is noise until it is trained."""
+        if not self.report.head_reinitialised:
+            return []
+        return [name for name, i in sorted(self.labels.items(), key=lambda kv: kv[1])
+                if i not in self.report.copied_classes]
+
+    @property
     def same_as_file(self) -> bool:
         """A SEA-PEFT model file whose own labels are the task's: its network is used unchanged."""
         return self.base_labels == self.labels

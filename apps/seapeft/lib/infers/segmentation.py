@@ -6,7 +6,8 @@ sliding-window inference at the model's patch size (the converted model's window
 Gaussian blending, at the request's ``sw_overlap`` (default the conf's); the inverse of the
 orientation/spacing transforms brings the logits back to the original image's grid, then softmax,
 argmax and uint8. The response names the labels and the model that answered (``model``: kind, id,
-SHA-256; ``runtime``: engine, precision, window).
+SHA-256; ``runtime``: engine, precision, window), and carries a ``warning`` naming the labels the base
+model never learnt when it answers with a head created fresh for them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,12 @@ from ..models.served import ModelStore, ServedModel
 from .predictor import PredictorPicker
 
 logger = logging.getLogger(__name__)
+
+
+def untrained_warning(served: ServedModel) -> str:
+    """What a response says when a label's head row was created fresh (the base model never saw it)."""
+    return (f"the {served.kind} model never learnt {', '.join(served.untrained_labels)}: its head row for each is "
+            "freshly created, so those labels are noise until a training run publishes an adapted model")
 
 
 class SeaPeftSegmentation(BasicInferTask):
@@ -85,6 +92,8 @@ class SeaPeftSegmentation(BasicInferTask):
             self._request.served = self._request.predictor = None
         result_json["model"] = {k: v for k, v in served.describe().items() if k != "adapter"}
         result_json["runtime"] = predictor.describe()
+        if served.untrained_labels:
+            result_json["warning"] = untrained_warning(served)
         return result_file, result_json
 
     @property

@@ -45,6 +45,7 @@ class ServedModel:
     spacing: tuple[float, float, float] | None
     device: str
     from_file: bool = True  # the network is exactly the file at ``path`` (False: head re-created for the labels)
+    untrained_labels: tuple[str, ...] = ()  # labels whose head row was created fresh: their output is noise
     adapter: dict | None = None
     note: str | None = None
 
@@ -124,7 +125,7 @@ class ModelStore:
         logger.info(f"Base model: {base.summary}")
         return ServedModel(base.network.to(self.device), base.spec.name, "base", f"base:{digest[:12]}", digest,
                            str(self.conf.base_model), base.labels, base.patch_size, base.spacing, self.device,
-                           from_file=base.same_as_file, note=note)
+                           from_file=base.same_as_file, untrained_labels=tuple(base.untrained_labels), note=note)
 
     def published(self) -> dict | None:
         """The publish pointer (cheap: no model is loaded), for /info."""
