@@ -20,7 +20,7 @@ from seapeft_monailabel.evaluate.bench_presets import (
     bench_preset,
 )
 from seapeft_monailabel.evaluate.bench_report import summarise
-from seapeft_monailabel.models.pretrain import PretrainRecipe, pretrain
+from seapeft_monailabel.training import PretrainRecipe, pretrain
 
 TINY_MODEL = PretrainRecipe(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, train_subjects=1, test_subjects=1,
                             target_subjects=1, steps=4, patch_size=(32, 32, 32), patches_per_step=1, eval_every=100)
@@ -140,7 +140,7 @@ def test_custom_library_feeds_sea_peft_and_random_sets(weights, tmp_path):
     assert results["library"]["manifest"] == "ssf-only" and "`ssf-only`" in (tmp_path / "out" / "results.md").read_text()
     for run in results["runs"]:
         config = yaml.safe_load((Path(run["out_dir"]) / "config.yaml").read_text())
-        assert config["manifest"] == "ssf-only" and {u["family"] for u in config["units"]} <= {"ssf"}, run["job"]
+        assert config["manifest"] == "ssf-only" and {u["family"] for u in config["placements"]} <= {"ssf"}, run["job"]
 
 
 def test_presets():

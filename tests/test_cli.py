@@ -15,8 +15,7 @@ import torch
 import yaml
 
 from seapeft_monailabel.models import NetworkSpec, build_network, head_module_names, save_model_file
-from seapeft_monailabel.peft import UnitRegistry
-from seapeft_monailabel.search import load_merged_model
+from seapeft_monailabel.peft import UnitRegistry, load_merged_model
 
 SEAPEFT = str(Path(sys.executable).with_name("seapeft"))
 LABELS = {"background": 0, "liver": 1, "gallbladder": 2}
@@ -46,7 +45,8 @@ def test_search_writes_every_output(workspace):
     assert sorted(p.name for p in out.iterdir()) == ["adapters.pt", "config.yaml", "events.jsonl", "model.pt", "report.png"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["method"] == "sea-peft" and config["labels"] == LABELS
-    assert config["cost"] == sum(u["cost"] for u in config["units"]) <= config["budget"]
+    assert config["cost"] == sum(config["unit_costs"].values()) <= config["budget"]
+    assert [u["cost"] for u in config["placements"]] == [config["unit_costs"][n] for n in config["units"]]
     assert 0.0 <= config["selection_dice"] <= 1.0
     # the merged model and the adapters reproduce the same network
     merged, meta = load_merged_model(out / "model.pt")
@@ -54,7 +54,7 @@ def test_search_writes_every_output(workspace):
     network.load_state_dict(torch.load(workspace / "base.pt")["state_dict"])
     registry = UnitRegistry(network, "unet", head_module_names(SPEC, network))
     registry.load_adapter_state_dict(torch.load(out / "adapters.pt"))
-    assert sorted(registry.enabled_names()) == sorted(u["name"] for u in config["units"])
+    assert sorted(registry.enabled_names()) == sorted(config["units"])
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(merged(x), network.eval()(x), rtol=1e-4, atol=1e-5)
@@ -66,7 +66,7 @@ def test_finetune_runs_a_baseline(workspace):
                 "--out", out, "--preset", "tiny", "--steps", 4, "--refine-steps", 2, "--shots", 1)
     assert done.returncode == 0, done.stderr
     config = yaml.safe_load((out / "config.yaml").read_text())
-    assert config["method"] == "lora" and config["units"] and all(u["family"] == "lora" for u in config["units"])
+    assert config["method"] == "lora" and config["units"] and all(u["family"] == "lora" for u in config["placements"])
     # one shot: one support volume, and the selection volume held out of it, as in `seapeft search --shots 1`
     assert config["shots"] == len(config["support"]) == 1 and config["audit_volume"] not in config["support"]
     assert "1-shot" in done.stdout and f"4 + {config['refine_steps']} refine steps" in done.stdout

@@ -30,7 +30,7 @@ def run(args) -> int:
                            config=config, out_dir=args.out, target_cost=args.target_cost, progress=bar)
     finally:
         bar.close()
-    print(f"{args.method}: {len(result.chosen)} units, {result.cost} parameters "
+    print(f"{args.method}: {len(result.units)} units, {result.cost} parameters "
           f"({100 * result.cost / result.backbone_parameters:.3f} % of {result.backbone_parameters}); "
           f"{result.shots}-shot, selection Dice {result.selection_dice:.4f}; "
           f"{steps_summary(result, config)} in {result.seconds:.0f} s; outputs in {result.out_dir}")

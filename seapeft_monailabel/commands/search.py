@@ -57,7 +57,7 @@ def run(args) -> int:
         bar.close()
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
-    print(f"SEA-PEFT chose {len(result.chosen)} units, {result.cost} of {result.budget} parameters "
+    print(f"SEA-PEFT chose {len(result.units)} units, {result.cost} of {result.budget} parameters "
           f"({100 * result.cost / result.backbone_parameters:.3f} % of {result.backbone_parameters}); "
           f"{result.shots}-shot, selection Dice {result.selection_dice:.4f} (head only {result.head_only_dice:.4f}); "
           f"{steps_summary(result, config)} in {result.seconds:.0f} s (search: {result.stop_reason})")

@@ -10,7 +10,7 @@ server) launches::
 
 The engine runs one process per GPU (NCCL, see ``seapeft_monailabel.search.distributed``); rank 0
 writes the run folder, then the train task reads the result from its ``config.yaml``
-(:func:`result_from_run`), loads the merged model strictly and publishes as usual. Otherwise (key
+(``RunResult.from_run_dir``), loads the merged model strictly and publishes as usual. Otherwise (key
 false, one GPU, CPU, or a device ``cuda:N``) the run stays in the train task's own process.
 """
 
@@ -25,9 +25,6 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
-
-from seapeft_monailabel.search import RunResult
 
 from ..configs.conf import AppConf, ConfError
 
@@ -104,22 +101,3 @@ def run_command(command: list[str], cwd: Path) -> None:
         code = process.wait()
     if code != 0:
         raise RuntimeError(f"multi_gpu run exited with {code}:\n" + "\n".join(tail))
-
-
-def result_from_run(run_dir: Path) -> RunResult:
-    """The :class:`RunResult` of a finished run, read back from the ``config.yaml`` that rank 0 wrote."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise RuntimeError(f"multi_gpu run wrote no {path}")
-    summary = yaml.safe_load(path.read_text(encoding="utf-8"))
-    units = summary.get("units") or []
-    return RunResult(
-        method=summary["method"], chosen=[u["name"] for u in units], cost=int(summary["cost"]),
-        budget=int(summary["budget"]), backbone_parameters=int(summary["backbone_parameters"]),
-        shots=int(summary["shots"]), selection_dice=summary.get("selection_dice"),
-        head_only_dice=summary.get("head_only_dice"), stop_reason=summary.get("stop_reason", ""),
-        steps=int(summary.get("search_steps", 0)) + int(summary.get("refine_steps", 0)),
-        seconds=float(summary.get("seconds", 0.0)), out_dir=str(run_dir),
-        unit_costs={u["name"]: int(u["cost"]) for u in units},
-        files={name: name for name in ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")},
-        search_steps=int(summary.get("search_steps", 0)), refine_steps=int(summary.get("refine_steps", 0)))
