@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..inference.patch import default_roi_size
+from ..inference.trained import default_roi_size
 from ..quant.bench import run_benchmark, to_markdown
 from ..quant.index import read_index
 from ..quant.serving import export_serving_models

@@ -6,7 +6,7 @@
   answers (runtime, precision, note); logits, probabilities and class maps of a preprocessed volume;
 - :mod:`.choose`: :func:`load_predictor`, the one choice of runtime (``torch`` | ``openvino`` | ``auto``)
   and precision (``fp32`` | ``int8``), with its fallbacks to PyTorch FP32;
-- :mod:`.patch`: the window a model was trained with;
+- :mod:`.trained`: the window and resampling a model was trained with;
 - :mod:`.files`: :func:`predict_file`, an image file in, a label file out on the image's own grid and in
   its format.
 
@@ -22,7 +22,7 @@ _EXPORTS = {
     "Window": "window", "OVERLAP": "window", "single_torch_thread": "window",
     "Predictor": "predictor", "torch_predictor": "predictor", "openvino_predictor": "predictor",
     "load_predictor": "choose", "PRECISIONS": "choose", "RUNTIMES": "choose",
-    "default_roi_size": "patch", "predict_file": "files", "predict_image": "files", "output_path": "files",
+    "default_roi_size": "trained", "predict_file": "files", "predict_image": "files", "output_path": "files",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -28,7 +28,7 @@ from ..models import NetworkSpec
 from ..peft.merged_model import load_merged_model
 from ..quant.convert import torch_weight_bytes
 from ..quant.index import INDEX, int8_check, open_converted, read_index
-from .patch import check_roi, model_entries, trained_roi
+from .trained import check_roi, model_entries, trained_roi, trained_spacing
 from .predictor import Predictor, openvino_predictor, torch_predictor
 from .window import OVERLAP
 
@@ -114,9 +114,16 @@ def _openvino(path: Path | None, index: dict | None, missing: str | None, precis
     if labels is not None and exported_labels != dict(labels):
         raise ValueError(f"{folder / INDEX}: converted for labels {exported_labels}, not {dict(labels)}")
     windows, facts = open_converted(folder, index, path, precision, threads)
-    info = {**facts, **int8_check(index), "spacing": index.get("spacing"), "export": index}
+    meta = model_entries(path) if path.is_file() else {}
+    info = {**facts, **int8_check(index), "spacing": _spacing(path, index, meta), "export": index}
     return openvino_predictor(windows, windows.roi_size, precision, labels=exported_labels, overlap=overlap,
                               info=info)
+
+
+def _spacing(path: Path, index: dict | None, meta: dict) -> tuple[float, float, float] | None:
+    """The resampling the model was trained with (its run, its file), else the export's."""
+    exported = (index or {}).get("spacing")
+    return trained_spacing(path.parent, meta) or (tuple(float(s) for s in exported) if exported else None)
 
 
 def _required(path: Path | None) -> Path:
@@ -138,8 +145,8 @@ def _torch(path: Path | None, index: dict | None, device: torch.device, network:
         labels = {str(k): int(v) for k, v in meta["labels"].items()}
     if roi_size is None:
         roi_size = _torch_roi(path, index, meta)
-    info = {"weight_bytes": torch_weight_bytes(network), **int8_check(index),
-            "spacing": (index or {}).get("spacing") or meta.get("spacing"), "export": index}
+    spacing = _spacing(path, index, meta) if path is not None else None
+    info = {"weight_bytes": torch_weight_bytes(network), **int8_check(index), "spacing": spacing, "export": index}
     return torch_predictor(network, roi_size, labels=labels, device=device, overlap=overlap, note=note, info=info)
 
 

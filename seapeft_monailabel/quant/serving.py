@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..atomic import staged_folder, write_json_atomic
-from ..inference.patch import check_roi
+from ..inference.trained import check_roi
 from ..inference.predictor import Predictor, openvino_predictor
 from ..models import NetworkSpec, file_sha256
 from ..peft.merged_model import load_merged_model

@@ -1,4 +1,8 @@
-"""The window a model was trained with: its run's patch size, else what its model file records."""
+"""What a model was trained with: its window (patch size) and resampling, from its run or its model file.
+
+A run folder's ``config.yaml`` (``config.patch_size``, ``config.spacing``) comes first; a model file
+without one (the base model) records ``patch_size``/``roi_size``, ``spacing`` or its pretraining recipe.
+"""
 
 from __future__ import annotations
 
@@ -24,23 +28,37 @@ def check_roi(spec: NetworkSpec, roi_size: Sequence[int]) -> tuple[int, int, int
     return roi  # type: ignore[return-value]
 
 
+def run_settings(folder: str | Path) -> dict:
+    """The ``config`` section of ``folder/config.yaml`` (a run's settings); empty when there is none."""
+    path = Path(folder) / "config.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        settings = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    return settings if isinstance(settings, dict) else {}
+
+
 def trained_roi(folder: Path, meta: dict, spec: NetworkSpec) -> tuple[int, int, int]:
-    """The patch size in ``folder/config.yaml`` (a run's), else the model file's ``roi_size``/``patch_size``
-    or pretraining patch size (``meta``: the file's entries), else :data:`FALLBACK_SIZE` cubed."""
-    config = Path(folder) / "config.yaml"
-    if config.is_file():
-        try:
-            patch = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("config", {}).get("patch_size")
-            if patch:
-                return check_roi(spec, patch)
-        except (OSError, ValueError, yaml.YAMLError, AttributeError):
-            pass
+    """The run's patch size, else the model file's ``roi_size``/``patch_size`` or pretraining patch size
+    (``meta``: the file's entries), else :data:`FALLBACK_SIZE` cubed."""
     recipe = (meta.get("pretraining") or {}).get("recipe") or {}
-    for patch in (meta.get("roi_size"), meta.get("patch_size"), recipe.get("patch_size")):
+    for patch in (run_settings(folder).get("patch_size"), meta.get("roi_size"), meta.get("patch_size"),
+                  recipe.get("patch_size")):
         if patch:
-            return check_roi(spec, patch)
+            try:
+                return check_roi(spec, patch)
+            except ValueError:
+                continue
     size = max(FALLBACK_SIZE, spatial_multiple(spec))
     return (size, size, size)
+
+
+def trained_spacing(folder: Path, meta: dict) -> tuple[float, float, float] | None:
+    """The run's resampling in mm, else the model file's ``spacing``; None: each volume's own spacing."""
+    spacing = run_settings(folder).get("spacing") or meta.get("spacing")
+    return tuple(float(s) for s in spacing) if spacing else None
 
 
 def model_entries(model_path: str | Path) -> dict:
