@@ -27,6 +27,7 @@ COMMANDS = {
     "dicom": "dicom",
     "explain": "explain",
     "errors": "errors",
+    "real-data": "real_data",
 }
 
 
