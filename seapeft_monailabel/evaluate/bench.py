@@ -28,7 +28,6 @@ import numpy as np
 import torch
 import yaml
 
-from ..data.sites import get_site
 from ..explain import default_layer, pointing_game
 from ..models import load_base_model, read_model_header
 from ..peft import UnitRegistry
@@ -40,7 +39,8 @@ from ..search import (
     run_fixed,
     run_search,
 )
-from .bench_data import prepare_volumes, structure_volumes, support_set
+from .bench_data import structure_volumes, support_set
+from .bench_folds import bench_folds
 from .bench_presets import BenchPreset
 from .bench_report import write_report
 from .machine import machine_info
@@ -188,8 +188,9 @@ def library_facts(weights: str | Path, labels: dict[str, int], budget_fraction: 
             "backbone_parameters": registry.backbone_parameters}
 
 
-def _jobs(bench: BenchPreset, methods: list[str], pool: list[dict], test: list[dict], weights: str,
-          labels: dict[str, int], device: str, out: Path) -> list[dict]:
+def _jobs(bench: BenchPreset, methods: list[str], folds, weights: str, labels: dict[str, int], device: str,
+          out: Path) -> list[dict]:
+    """Every run: fold ``f`` draws its volumes from ``folds[f]``'s pool and tests on its test volumes."""
     jobs = []
     order = [SEARCH] + sorted((m for m in methods if m != "random"), key=lambda m: m != "full")
     for method in order + (["random"] if "random" in methods else []):
@@ -198,7 +199,8 @@ def _jobs(bench: BenchPreset, methods: list[str], pool: list[dict], test: list[d
                 jobs.append({"method": method, "shots": shots, "fold": fold, "target_cost": None,
                              "weights": str(weights), "labels": labels, "run_preset": bench.run_preset,
                              "run_changes": dict(bench.run_changes), "device": device, "manifest": bench.manifest,
-                             "volumes": support_set(pool, shots, fold, bench.data_seed), "test": test,
+                             "volumes": support_set(folds[fold][0], shots, fold, bench.data_seed),
+                             "test": folds[fold][1],
                              "out_dir": str(out / "runs" / f"k{shots}" / f"f{fold}" / method)})
     return jobs
 
@@ -264,16 +266,15 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
     out = Path(out_dir)
     weights = Path(weights)
     spec, _ = read_model_header(weights)
-    labels = dict(get_site(bench.site).label_names)
+    data = bench_folds(bench, out / "data")
+    labels, test = data.labels, data.test_items()
     methods, skipped = applicable_methods(bench.methods, spec.name)
-    pool, test = prepare_volumes(out / "data", bench)
     run_config = preset(bench.run_preset, **bench.run_changes)
     library = library_facts(weights, labels, run_config.budget_fraction, bench.manifest)
-    jobs = _jobs(bench, methods, pool, test, str(weights), labels, device, out)
+    jobs = _jobs(bench, methods, data.folds, str(weights), labels, device, out)
     records = _execute(jobs, bench.workers, bench.threads, progress)
     torch.set_num_threads(bench.workers * bench.threads)
     pointing = base_pointing(weights, labels, test, run_config, resolve_device(device))
-    site = get_site(bench.site)
     results = {
         "command": command,
         "preset": bench.to_dict(),
@@ -281,8 +282,8 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
         "weights": str(weights),
         "network": spec.to_dict(),
         "labels": labels,
-        "seen": list(site.seen),
-        "novel": list(site.novel),
+        "seen": list(data.seen),
+        "novel": list(data.novel),
         "methods": [SEARCH] + methods,
         "skipped_methods": skipped,
         "library": library,

@@ -8,6 +8,9 @@ Presets:
 - ``cpu``: fewer methods, the small default backbone (the shipped UNet), shorter runs of
   the ``cpu`` run settings; two single-threaded processes share two cores.
 - ``tiny``: seconds; for the test suite.
+- ``real``: real heads with brain masks from registry packages (:mod:`seapeft_monailabel.data.real`,
+  prepared at bench time), leave one subject out; SEA-PEFT against head, LoRA and full on the shipped
+  UNet, whose base task never labelled the brain, with the ``cpu`` run settings.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ class BenchPreset:
         methods: fixed baselines compared with SEA-PEFT (``random`` = random unit sets of SEA-PEFT's cost).
         shots: support-set sizes k; each run consumes k + 1 labelled volumes (one for SEA-PEFT's audits).
         folds: support sets drawn per shot (fold f draws with seed ``data_seed * 1000 + 100 * f + k``).
-        pool: generated target-site volumes the support sets are drawn from (indices ``0..pool-1``).
-        test: held-out target-site volumes (indices ``pool..pool+test-1``), used only for the test Dice.
-        site: target site of the generator.
+        pool: generated target-site volumes the support sets are drawn from (indices ``0..pool-1``);
+            ``real``: the subjects each fold draws from (all but its test subject).
+        test: held-out target-site volumes (indices ``pool..pool+test-1``), used only for the test Dice;
+            ``real``: 1, the fold's left-out subject.
+        site: target site of the generator (``real``: a name for the reports).
+        data: ``"phantom"`` (generated volumes) or ``"real"`` (the real subjects, leave one subject out).
         data_seed: generator seed of the benchmark's volumes (not sample-data's 2025, not pretraining's).
         run_preset: :func:`seapeft_monailabel.search.preset` name for every run, with ``run_changes``.
         workers: runs at once (one process each; 1 runs them in this process).
@@ -49,6 +55,7 @@ class BenchPreset:
     pool: int = 16
     test: int = 6
     site: str = "target"
+    data: str = "phantom"
     data_seed: int = 3001
     run_preset: str = "cpu"
     run_changes: dict = field(default_factory=dict)
@@ -64,6 +71,11 @@ class BenchPreset:
             raise ValueError(f"shots must be positive integers, got {self.shots}")
         if self.pool < max(self.shots) + 1:
             raise ValueError(f"a pool of {self.pool} volumes cannot give {max(self.shots)} shots plus an audit volume")
+        if self.data not in ("phantom", "real"):
+            raise ValueError(f"BenchPreset.data must be 'phantom' or 'real' (got {self.data!r})")
+        if self.data == "real" and (self.test != 1 or self.folds > self.pool + 1):
+            raise ValueError(f"a leave-one-subject-out preset tests on 1 subject and has at most pool + 1 = "
+                             f"{self.pool + 1} folds (got test={self.test}, folds={self.folds})")
         for name in ("folds", "test", "workers", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchPreset.{name} must be >= 1 (got {getattr(self, name)})")
@@ -88,11 +100,15 @@ BENCH_PRESETS: dict[str, BenchPreset] = {
     "tiny": BenchPreset("tiny", methods=("head", "lora", "random"), shots=(1, 2), folds=1, pool=3, test=1,
                         run_preset="tiny", run_changes={"max_steps": 8, "refine_steps": 2},
                         workers=1, threads=1),
+    "real": BenchPreset("real", methods=("head", "full", "lora"), shots=(1,), folds=3, pool=2, test=1,
+                        site="real", data="real", run_preset="cpu",
+                        run_changes={"max_steps": 120, "refine_steps": 40, "refine_patience": 40, "warmup_steps": 10},
+                        workers=2, threads=1),
 }
 
 
 def bench_preset(name: str, **changes) -> BenchPreset:
-    """A named bench preset (``gpu``, ``cpu``, ``tiny``) with optional changes."""
+    """A named bench preset (``gpu``, ``cpu``, ``tiny``, ``real``) with optional changes."""
     if name not in BENCH_PRESETS:
         raise ValueError(f"unknown bench preset '{name}' (known: {', '.join(BENCH_PRESETS)})")
     known = [f.name for f in fields(BenchPreset)]

@@ -42,7 +42,7 @@ def summarise(results: dict) -> dict:
                 per_shot[str(k)] = {s: list(_mean_sd([100 * r["dice"][s] for r in fold_runs]))
                                     for s in structures + ["mean"]}
                 per_shot[str(k)]["folds"] = len(fold_runs)
-                per_volume[str(k)] = (100 * np.mean([r["dice_volumes"] for r in fold_runs], axis=0)).tolist()
+                per_volume[str(k)] = _per_volume(fold_runs, [v["id"] for v in results.get("test_volumes") or []])
         over_shots = {s: float(np.mean([v[s][0] for v in per_shot.values()])) for s in structures + ["mean"]}
         methods[method] = {
             "per_shot": per_shot,
@@ -58,6 +58,17 @@ def summarise(results: dict) -> dict:
         }
     return {"structures": structures, "methods": methods, "goals": _goals(methods),
             "pointing": _pointing(results, structures)}
+
+
+def _per_volume(runs: list[dict], ids: list[str]) -> list[list[float]]:
+    """Dice x 100 of each test volume in ``ids`` (one row of structures each), mean over the runs that tested it
+    (every fold, or under leave-one-subject-out the one fold that left it out). Records without test ids
+    are matched by position."""
+    rows: dict = {}
+    for run in runs:
+        for sid, row in zip(run.get("test") or range(len(run["dice_volumes"])), run["dice_volumes"]):
+            rows.setdefault(sid, []).append(row)
+    return [(100 * np.mean(rows[sid], axis=0)).tolist() for sid in ids or list(rows) if sid in rows]
 
 
 def _pointing(results: dict, structures: list[str]) -> dict:
