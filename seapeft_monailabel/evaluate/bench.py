@@ -17,7 +17,6 @@ Several runs go at once in separate processes (``workers``), each with ``threads
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -28,17 +27,12 @@ import numpy as np
 import torch
 import yaml
 
+from ..atomic import write_json_atomic
+from ..devices import resolve_device
 from ..explain import default_layer, pointing_game
 from ..models import load_base_model, read_model_header
-from ..peft import UnitRegistry
-from ..search import (
-    load_merged_model,
-    method_manifest,
-    preset,
-    resolve_device,
-    run_fixed,
-    run_search,
-)
+from ..peft import UnitRegistry, load_merged_model
+from ..search import method_manifest, preset, run_fixed, run_search
 from .bench_data import structure_volumes, support_set
 from .bench_folds import bench_folds
 from .bench_presets import BenchPreset
@@ -112,23 +106,15 @@ def run_job(job: dict) -> dict:
     pointing = (pointing_rates(network, base.spec.name, job["test"], labels, config, device)
                 if job["method"] == SEARCH else None)
     record = {
+        **result.to_dict(),  # "seconds" below: training and evaluation
         "job": job_identity(job),
         "volumes": [i["id"] for i in job["volumes"]],
-        "shots": result.shots,
         "support": [ids[image] for image in summary["support"]],
         "selection": ids[summary["audit_volume"]],
         "test": [i["id"] for i in job["test"]],
-        "units": len(result.chosen),
-        "cost": result.cost,
         "head_parameters": head,
         "trainable": result.cost + head,
-        "backbone_parameters": result.backbone_parameters,
         "percent": 100.0 * result.cost / result.backbone_parameters,
-        "budget": result.budget,
-        "steps": result.steps,
-        "stop_reason": result.stop_reason,
-        "selection_dice": result.selection_dice,
-        "head_only_dice": result.head_only_dice,
         "dice": dice,
         "dice_volumes": volumes,
         "pointing": pointing,
@@ -136,10 +122,7 @@ def run_job(job: dict) -> dict:
         "seconds": round(time.monotonic() - started, 1),
         "out_dir": job["out_dir"],
     }
-    path = Path(job["out_dir"]) / RECORD
-    tmp = path.with_name(RECORD + ".tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(Path(job["out_dir"]) / RECORD, record, indent=1)
     return record
 
 

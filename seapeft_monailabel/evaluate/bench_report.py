@@ -8,11 +8,11 @@ The strongest fixed baseline is the fixed method (random sets excluded) with the
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..atomic import staged_folder
 from ..figures import plt, save_figure
 from .machine import describe_machine
 
@@ -233,11 +233,9 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
     out = Path(out_dir)
     summary = summarise(results)
     results["summary"] = summary
-    paths = {"json": out / "results.json", "markdown": out / "results.md", "plot": out / "results.png"}
-    tmp = {key: path.with_name(f".{path.stem}.tmp{path.suffix}") for key, path in paths.items()}
-    tmp["json"].write_text(json.dumps(results, indent=1) + "\n")
-    tmp["markdown"].write_text(markdown(results, summary), encoding="utf-8")
-    plot(results, summary, tmp["plot"])
-    for key, path in paths.items():
-        os.replace(tmp[key], path)
-    return paths
+    names = {"json": "results.json", "markdown": "results.md", "plot": "results.png"}
+    with staged_folder(out) as staging:
+        (staging / names["json"]).write_text(json.dumps(results, indent=1) + "\n")
+        (staging / names["markdown"]).write_text(markdown(results, summary), encoding="utf-8")
+        plot(results, summary, staging / names["plot"])
+    return {key: out / name for key, name in names.items()}
