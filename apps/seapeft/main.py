@@ -5,7 +5,7 @@
 Task configs are the ``TaskConfig`` classes in ``lib/configs`` (``--conf models all`` or a comma list;
 today one: ``seapeft``). Every other ``--conf`` key is described in ``lib/configs/conf.py`` and the
 README. The app is a thin layer: training is ``seapeft_monailabel.search.run_search``, model loading is
-``seapeft_monailabel.models.load_base_model`` / ``seapeft_monailabel.search.load_merged_model``.
+``seapeft_monailabel.models.load_base_model`` / ``seapeft_monailabel.peft.load_merged_model``.
 Construction reads no weights (MONAI Label builds the app again in every training subprocess).
 """
 

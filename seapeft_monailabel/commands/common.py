@@ -9,7 +9,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.datastore import DATASET_JSON, image_path, list_ids
-from ..models import NetworkSpec, build_network, head_module_names, load_base_model, load_pretrained
+from ..models import load_base_model
 from ..search import preset
 
 
@@ -118,17 +118,11 @@ def task_labels(args) -> dict[str, int] | None:
 
 
 def model_from_args(args):
-    """(network, spec, head names, labels) from ``--weights`` and friends."""
+    """(network, spec, head names, labels) from ``--weights`` and friends, through the loader the app uses."""
     labels = task_labels(args)
-    if args.network:
-        if labels is None:
-            raise ValueError("--label-names is required with --network (a plain state dict has no label names)")
-        spec = NetworkSpec(name=args.network, out_channels=len(labels), feature_size=args.feature_size)
-        network = build_network(spec)
-        heads = head_module_names(spec, network)
-        load_pretrained(network, args.weights, head_names=heads)
-        return network, spec, heads, labels
-    base = load_base_model(args.weights, labels)
+    if args.network and labels is None:
+        raise ValueError("--label-names is required with --network (a plain state dict has no label names)")
+    base = load_base_model(args.weights, labels, network=args.network, feature_size=args.feature_size)
     return base.network, base.spec, base.head_names, base.labels
 
 

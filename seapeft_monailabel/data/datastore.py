@@ -27,6 +27,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import nibabel as nib
 import numpy as np
 
+from ..atomic import write_bytes_atomic
 from .phantoms import Phantom, generate
 from .sites import SITES, get_site
 
@@ -63,11 +64,7 @@ def save_nifti(path: "str | Path", array: np.ndarray, affine: np.ndarray, dtype)
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(affine, code=1)
     img.set_sform(affine, code=1)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=9, mtime=0))
-    os.replace(tmp, path)
+    write_bytes_atomic(path, gzip.compress(img.to_bytes(), compresslevel=9, mtime=0))
 
 
 def write_subject(root: "str | Path", sid: str, ph: Phantom, with_label: bool = True) -> Dict[str, str]:
