@@ -86,12 +86,12 @@ def run_job(job: dict) -> dict:
     base = load_base_model(job["weights"], labels)
     head = sum(p.numel() for name in base.head_names for p in base.network.get_submodule(name).parameters())
     config = preset(job["run_preset"], **job["run_changes"], seed=job["fold"], device=job["device"])
-    volumes = [{"image": i["image"], "label": i["label"]} for i in job["volumes"]]
+    labelled = [{"image": i["image"], "label": i["label"]} for i in job["volumes"]]
     common = dict(spec=base.spec, head_names=base.head_names, labels=labels, config=config, out_dir=job["out_dir"])
     if job["method"] == SEARCH:
-        result = run_search(volumes, base.network, manifest=job["manifest"], **common)
+        result = run_search(labelled, base.network, manifest=job["manifest"], **common)
     else:
-        result = run_fixed(volumes, base.network, method=job["method"], target_cost=job.get("target_cost"),
+        result = run_fixed(labelled, base.network, method=job["method"], target_cost=job.get("target_cost"),
                            library=job["manifest"], **common)
     trained_s = time.monotonic() - started
     summary = yaml.safe_load((Path(job["out_dir"]) / "config.yaml").read_text())
