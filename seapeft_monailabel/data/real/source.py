@@ -77,7 +77,8 @@ def _read(path: Path, subject: str) -> sitk.Image:
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
-        raise RealDataError(f"{subject}: cannot read {path} ({str(err).strip().splitlines()[-1]})") from err
+        reason = (str(err).strip().splitlines() or ["unreadable"])[-1]
+        raise RealDataError(f"{subject}: cannot read {path} ({reason})") from err
     if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
         raise RealDataError(f"{subject}: {path} is not a scalar 3D volume (size {image.GetSize()})")
     return image
