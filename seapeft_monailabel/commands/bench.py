@@ -3,6 +3,8 @@ random sets of equal cost) on held-out target-site volumes at 1, 5 and 10 shots 
 
 Examples:
   seapeft bench --preset cpu --out .work/bench-cpu          (the shipped UNet base model, 2 CPU cores)
+  seapeft bench --preset real --out .work/bench-real        (real heads with brain masks from registry packages,
+                                                             leave one subject out; see seapeft real-data)
   seapeft pretrain --network swinunetr --out .work/base_model_swinunetr --steps 4000 --batch 2 --device cuda
   seapeft bench --preset gpu --weights .work/base_model_swinunetr/model.pt --out .work/bench-gpu
   seapeft bench --preset cpu --shots 5 10 --folds 2 --data-seed 7001 --methods --set audit_patches=8 --out .work/dev
