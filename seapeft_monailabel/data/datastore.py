@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -30,6 +30,7 @@ import numpy as np
 from ..atomic import write_bytes_atomic
 from .phantoms import Phantom, generate
 from .sites import SITES, get_site
+from .volumes import find_volumes, load_volume_pair  # noqa: F401 - load_volume_pair: its historical home
 
 LABEL_DIR = os.path.join("labels", "final")
 DATASET_JSON = "dataset.json"
@@ -130,77 +131,33 @@ def write_sample_data(out_dir: "str | Path", site: str = "target", n: int = 8, s
 def make_datalist(root: "str | Path") -> List[Dict[str, str]]:
     """Datalist of the labelled subjects in a local datastore, sorted by id.
 
+    Images and labels may be in any format :mod:`.volumes` reads (NIfTI, NRRD, MetaImage, DICOM series).
+
     Returns:
-        ``[{"image": "<root>/<id>.nii.gz", "label": "<root>/labels/final/<id>.nii.gz"}, ...]``
+        ``[{"image": "<root>/<id>.<ext>", "label": "<root>/labels/final/<id>.<ext>"}, ...]``
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"datastore directory not found: {root}")
-    return [{"image": str(image_path(root, sid)), "label": str(label_path(root, sid))}
-            for sid in list_ids(root) if label_path(root, sid).is_file()]
+    labels = _final_labels(root)
+    return [{"image": str(path), "label": str(labels[sid])} for sid, path in find_volumes(root).items()
+            if sid in labels]
 
 
 def list_ids(root: "str | Path") -> List[str]:
-    """Ids of all images (``<root>/<id>.nii.gz``) in a local datastore, sorted."""
-    return sorted(p.name[: -len(".nii.gz")] for p in Path(root).glob("*.nii.gz"))
+    """Ids of all images in a local datastore (any supported format), sorted."""
+    return list(find_volumes(root))
 
 
 def unlabelled_ids(root: "str | Path") -> List[str]:
     """Ids of the images that have no label under ``labels/final``."""
-    return [sid for sid in list_ids(root) if not label_path(root, sid).is_file()]
+    labels = _final_labels(Path(root))
+    return [sid for sid in list_ids(root) if sid not in labels]
 
 
-def load_volume_pair(image: "str | Path", label: "str | Path | None" = None,
-                     label_names: Optional[Mapping[str, int]] = None) -> Tuple[np.ndarray, Optional[np.ndarray], Tuple[float, ...]]:
-    """Read and check an image (and label) NIfTI pair.
-
-    Returns:
-        (image float32 (X, Y, Z), label uint8 (X, Y, Z) or None, spacing in mm (3,)).
-
-    Raises:
-        ValueError: naming the file, when a volume is not 3D, label and image grids differ, the label
-            is empty, or it holds values outside ``label_names`` (when given); FileNotFoundError or
-            ValueError for missing or unreadable files.
-    """
-    img, data = _read(image)
-    data = data.astype(np.float32)
-    if data.ndim != 3:
-        raise ValueError(f"{image}: expected a 3D volume, got shape {data.shape}")
-    if min(data.shape) < 2:
-        raise ValueError(f"{image}: shape {data.shape} is a single 2D slice, not a 3D volume")
-    spacing = tuple(float(v) for v in img.header.get_zooms()[:3])
-    if label is None:
-        return data, None, spacing
-    lab_img, lab = _read(label)
-    if lab.shape != data.shape:
-        raise ValueError(f"{label}: label shape {lab.shape} differs from image shape {data.shape} ({image})")
-    if not np.allclose(lab_img.affine, img.affine, atol=1e-3):
-        raise ValueError(f"{label}: label affine differs from the image's ({image})")
-    if np.any(lab != np.round(lab)) or lab.min() < 0 or lab.max() > 255:
-        raise ValueError(f"{label}: label values must be integers in 0..255")
-    lab = lab.astype(np.uint8)
-    if not lab.any():
-        raise ValueError(f"{label}: label is empty (no foreground voxel)")
-    if label_names is not None:
-        bad = sorted(set(np.unique(lab).tolist()) - set(int(v) for v in label_names.values()))
-        if bad:
-            raise ValueError(f"{label}: unknown label values {bad}; expected {dict(label_names)}")
-    return data, lab, spacing
-
-
-def _read(path: "str | Path") -> Tuple[nib.Nifti1Image, np.ndarray]:
-    """Load a NIfTI file and its data array (a trailing singleton 4th axis is dropped)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"volume not found: {path}")
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj)
-    except Exception as e:  # nibabel and gzip raise several types for corrupt files
-        raise ValueError(f"{path}: cannot read as NIfTI ({e})") from e
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    return img, data
+def _final_labels(root: Path) -> Dict[str, Path]:
+    folder = root / LABEL_DIR
+    return find_volumes(folder) if folder.is_dir() else {}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

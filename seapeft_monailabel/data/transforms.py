@@ -1,6 +1,7 @@
 """MONAI transform chains shared by training, evaluation and serving.
 
-Input: datalist items ``{"image": path, "label": path}`` (NIfTI). Preprocessing is identical for
+Input: datalist items ``{"image": path, "label": path}`` in any format MONAI's ``LoadImage`` reads
+(NIfTI, NRRD, MetaImage, DICOM series folders; see :mod:`.volumes`). Preprocessing is identical for
 training and evaluation and works for CT-like and MR-like sites alike:
 
 1. load, channel first, reorient to RAS;
