@@ -148,21 +148,44 @@ def tiny_run(datalist, tmp_path_factory):
 def test_same_seed_same_result(datalist, tiny_run, tmp_path):
     first, first_dir = tiny_run
     second = _tiny_run(datalist, tmp_path)
-    assert first.chosen == second.chosen
+    assert first.units == second.units
     assert first.selection_dice == second.selection_dice
     key = "model.0.conv.unit0.conv.weight"
     assert torch.equal(torch.load(first_dir / "model.pt")["state_dict"][key], torch.load(tmp_path / "model.pt")["state_dict"][key])
 
 
 def test_real_audits_keep_the_invariants(tiny_run):
+    """Replays the run's transitions and checks every audit and allocation against them: audits see the gates
+    the controller had on, measure trained units only, record utility = delta / cost (Dice per parameter);
+    allocations hold one level per group, their recorded cost is the sum of their units', within the budget."""
     result, out = tiny_run
     log = read_events(out / "events.jsonl")
     kinds = {e["event"] for e in log}
     assert {"train", "prior", "audit", "allocation", "coverage", "selection", "done"} <= kinds
-    assert all(a["active_cost"] <= result.budget for a in log if a["event"] == "allocation")
-    audits = [e for e in log if e["event"] == "audit"]
-    assert audits and all(0.0 <= a["baseline_dice"] <= 1.0 for a in audits)
-    assert result.cost <= result.budget
+    network = _network()
+    costs = UnitRegistry(network, "unet", head_module_names(SPEC, network)).costs()
+    assert result.budget == preset("tiny").resolve_budget(sum(p.numel() for p in _network().parameters()))
+    on: set[str] = set()
+    trained: set[str] = set()
+    audits = allocations = 0
+    for event in log:
+        if event["event"] == "transition":
+            (on.add if event["target"] != "candidate" else on.discard)(event["unit"])
+            trained |= {event["unit"]} if event["target"] != "candidate" else set()
+        elif event["event"] == "audit":
+            audits += 1
+            assert set(event["on"]) == on
+            assert set(event["units"]) <= trained and len(event["units"]) == event["measured"] <= event["selected"]
+            for name, sample in event["units"].items():
+                assert sample["utility"] == pytest.approx(sample["delta"] / costs[name], rel=1e-9, abs=0)
+        elif event["event"] == "allocation":
+            allocations += 1
+            assert set(event["active"]) | set(event["probation"]) == on
+            groups = [n.rsplit(":", 1)[0] for n in on]
+            assert len(groups) == len(set(groups))
+            assert event["active_cost"] == sum(costs[n] for n in event["active"]) <= result.budget
+    assert audits >= 2 and allocations >= 2 and trained
+    assert result.cost == sum(costs[n] for n in result.chosen) <= result.budget
 
 
 def test_patch_stream_draws_fresh_patches_every_epoch(datalist):
