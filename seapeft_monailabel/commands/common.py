@@ -8,15 +8,18 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.datastore import DATASET_JSON, image_path, list_ids
+from ..data.datastore import DATASET_JSON
+from ..data.volumes import FORMATS, find_volumes
 from ..models import load_base_model
 from ..search import preset
 
 
 def add_data_arguments(parser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--images", help="folder of NIfTI images (a MONAI Label datastore: labels in <images>/labels/final)")
-    data.add_argument("--labels", help="folder of label NIfTI files named as the images (default <images>/labels/final)")
+    data.add_argument("--images", help="folder of images: NIfTI, NRRD, MetaImage files or DICOM series folders "
+                      "(a MONAI Label datastore: labels in <images>/labels/final)")
+    data.add_argument("--labels", help="folder of labels named as the images, any of those formats "
+                      "(default <images>/labels/final)")
     data.add_argument("--datalist", help='JSON list of {"image": ..., "label": ...} (instead of --images)')
     data.add_argument("--shots", type=int, help="use k labelled volumes for training plus one for the audits (default: all)")
 
@@ -62,14 +65,7 @@ def datalist_from_args(args) -> list[dict]:
         base = path.parent
         items = [{k: str(base / v) if not Path(v).is_absolute() else v for k, v in i.items()} for i in items]
     elif args.images:
-        root = Path(args.images)
-        if not root.is_dir():
-            raise FileNotFoundError(f"{root}: image folder not found")
-        labels = Path(args.labels) if args.labels else root / "labels" / "final"
-        items = [{"image": str(image_path(root, sid)), "label": str(labels / f"{sid}.nii.gz")}
-                 for sid in list_ids(root) if (labels / f"{sid}.nii.gz").is_file()]
-        if not items:
-            raise ValueError(f"{root}: no image has a label in {labels}")
+        items = _scan_folder(Path(args.images), Path(args.labels) if args.labels else None)
     else:
         raise ValueError("give --images (a datastore folder) or --datalist")
     items = [i for i in items if i.get("label")]
@@ -78,6 +74,29 @@ def datalist_from_args(args) -> list[dict]:
             raise ValueError(f"--shots {args.shots} needs {args.shots + 1} labelled volumes; there are {len(items)}")
         items = random.Random(args.seed or 0).sample(items, args.shots + 1)
     return items
+
+
+def _scan_folder(root: Path, labels: Path | None) -> list[dict]:
+    """Image/label pairs of a folder: images of any supported format, labels of the same id in ``labels``."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: image folder not found")
+    labels = labels or root / "labels" / "final"
+    images = find_volumes(root)
+    if not images:
+        others = sorted(p.name for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+        held = f"; it holds {len(others)} other files ({_some(others)})" if others else ""
+        raise ValueError(f"{root}: no images ({FORMATS}){held}")
+    found = find_volumes(labels, skip=()) if labels.is_dir() else {}
+    items = [{"image": str(path), "label": str(found[sid])} for sid, path in images.items() if sid in found]
+    if not items:
+        where = str(labels) if labels.is_dir() else f"{labels} (no such folder)"
+        raise ValueError(f"{root}: {len(images)} images ({_some(list(images))}) but none has a label in {where}; "
+                         f"looked for the image ids as {FORMATS}; --labels names another folder")
+    return items
+
+
+def _some(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (", ..." if len(names) > shown else "")
 
 
 def config_from_args(args):
