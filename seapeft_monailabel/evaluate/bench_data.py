@@ -12,11 +12,11 @@ import json
 import random
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 
 from ..data.datastore import image_path, label_path, subject_id, write_subject
 from ..data.phantoms import generate
+from ..data.volumes import read_volume, voxel_spacing
 from .bench_presets import BenchPreset
 
 RECIPE_FILE = "recipe.json"
@@ -62,12 +62,11 @@ def support_set(pool: list[dict], shots: int, fold: int, data_seed: int) -> list
 
 
 def structure_volumes(test: list[dict], labels: dict[str, int]) -> list[dict]:
-    """``{"id", "ml": {structure: volume in ml}}`` of every test item, from its label file."""
+    """``{"id", "ml": {structure: volume in ml}}`` of every test item, from its label file (any format read)."""
     sizes = []
     for item in test:
-        image = nib.load(item["label"])
-        voxel_ml = float(np.prod(image.header.get_zooms()[:3])) / 1000.0
-        array = np.asarray(image.dataobj)
+        array, affine = read_volume(item["label"])
+        voxel_ml = float(np.prod(voxel_spacing(affine))) / 1000.0
         sizes.append({"id": item["id"], "ml": {name: float((array == value).sum()) * voxel_ml
                                                for name, value in labels.items() if name != "background"}})
     return sizes
