@@ -22,6 +22,7 @@ COMMANDS = {
     "finetune": "finetune",
     "overhead": "overhead",
     "quantize": "quantize",
+    "predict": "predict",
     "pretrain": "pretrain",
     "bench": "bench",
     "dicom": "dicom",
