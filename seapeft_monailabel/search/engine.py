@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -32,12 +32,13 @@ from ..atomic import staged_folder
 from ..data.datastore import load_volume_pair
 from ..devices import resolve_device
 from ..models import NetworkSpec
-from ..peft import AdaLoRAUnit, Manifest, UnitRegistry, allocate_ranks, budget_schedule, save_merged_model
+from ..peft import Manifest, UnitRegistry, save_merged_model
+from ..peft.effect import example_input
 from .audit import Auditor
 from .baselines import method_manifest, random_units
 from .config import SearchConfig
 from .distributed import init_distributed
-from .episode import Progress, SearchEpisode, train_steps
+from .episode import Progress, SearchEpisode, rank_allocator, train_steps
 from .events import EventLog
 from .patches import PatchStream, audit_patches
 from .report import draw_report
@@ -110,7 +111,8 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
     device = resolve_device(config.device)
     ctx = init_distributed(device)
     network.to(device)
-    registry = UnitRegistry(network, manifest or spec.name, head_names)
+    registry = UnitRegistry(network, manifest or spec.name, head_names,
+                            example=example_input(spec.in_channels, config.patch_size, device))
     support, audit_item = split_support(items, config.seed)
     with staged_folder(out_dir) if ctx.is_main else nullcontext(None) as staging:
         events = EventLog(staging / "events.jsonl" if staging is not None else None)
@@ -134,18 +136,6 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
     return result
 
 
-def _adalora_hook(units: list[AdaLoRAUnit], total_steps: int) -> Callable[[int], None]:
-    initial = sum(u.level_value for u in units)
-
-    def hook(step: int) -> None:
-        for unit in units:
-            unit.update_importance()
-        if step % 10 == 0:
-            allocate_ranks(units, budget_schedule(step, total_steps, initial, initial // 2,
-                                                  warmup=total_steps // 10, final=total_steps // 5))
-    return hook
-
-
 def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec: NetworkSpec, head_names: list[str],
               labels: dict[str, int], config: SearchConfig, out_dir: str | Path, target_cost: int | None = None,
               library: Manifest | str | None = None, progress: Progress | None = None) -> RunResult:
@@ -159,22 +149,21 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     _seed(config.seed)
     device = resolve_device(config.device)
     network.to(device)
+    example = example_input(spec.in_channels, config.patch_size, device)  # units with no effect are left out
     if method == "random":
         if target_cost is None:
             raise ValueError("method 'random' needs target_cost (the cost of the set it is compared with)")
-        registry = UnitRegistry(network, library or spec.name, head_names)
+        registry = UnitRegistry(network, library or spec.name, head_names, example=example)
         chosen = random_units(registry, target_cost, config.seed)
     else:
-        registry = UnitRegistry(network, method_manifest(method, spec.name), head_names)
+        registry = UnitRegistry(network, method_manifest(method, spec.name), head_names, example=example)
         chosen = list(registry.units)
     registry.enable_only(chosen)
     budget = config.resolve_budget(registry.backbone_parameters)
-    steps = config.max_steps + config.refine_steps
     trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay, config.orthogonality_weight,
                           device=device, bf16=config.bf16, adapter_lr_scale=config.adapter_lr_scale)
-    adalora = [u for u in (registry.unit(n) for n in chosen) if isinstance(u, AdaLoRAUnit)]
-    if adalora:
-        trainer.after_backward.append(_adalora_hook(adalora, steps))
+    ranks = rank_allocator(registry, config)  # AdaLoRA's importance and masking (units that are on only)
+    trainer.after_backward.append(ranks)
     # the streams and the selection patches of SEA-PEFT's episode (see SearchEpisode.run)
     search_stream = iter(PatchStream(support, config.patch_size, config.patches_per_step, config.seed, config.spacing))
     refine_stream = iter(PatchStream(items, config.patch_size, config.patches_per_step, config.seed + 1,
@@ -190,6 +179,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
             selection_dice = auditor.dice(chosen)
             refine_steps = train_steps(trainer, refine_stream, config.refine_steps, events, "refine", progress,
                                        offset=search_steps, patience=config.refine_patience)
+            ranks.finish()
             result = _result(method, registry, chosen, budget, len(support), out_dir, started,
                              selection_dice=selection_dice, head_only_dice=None, stop_reason="step_limit",
                              steps=search_steps + refine_steps, search_steps=search_steps, refine_steps=refine_steps)
