@@ -75,3 +75,29 @@ def test_rank_up_probe_only_from_a_measured_useful_unguarded_active_level() -> N
     # never a rank-down probe
     states = {a4.name: C, a8.name: A}
     assert prop.propose(states, {}, {a8.name}, {a8.name: 1e-4}, {}, {a4.name: 1.0}) == []
+
+
+def test_a_rank_up_probe_is_charged_its_increment_and_unreachable_units_are_named() -> None:
+    from seapeft_monailabel.search import UnitController
+
+    a2, a4, a8 = (unit("a", level=f"r{r}", cost=10 * r, order=r) for r in (2, 4, 8))  # 20, 40, 80
+    b8 = unit("b", level="r8", cost=80)
+    units = [a2, a4, a8, b8]
+    prop = ProbeProposer(units, probe_allowance=30)
+    ctl = UnitController(units, budget=200, probe_allowance=30, initial_active=[a2.name])
+    measured = {a2.name: 1e-4}
+    # a4 costs 40 > 30 on its own, but replacing the ACTIVE a2 it adds 20: it is probed, and charged 20
+    assert prop.propose(ctl.states(), {}, {a2.name}, measured, {}, {a4.name: 1.0}) == [a4.name]
+    made = ctl.probe([a4.name])
+    assert [(t.unit, t.warm_start_from) for t in made if t.reason == "probe"] == [(a4.name, a2.name)]
+    assert ctl.probe_charges() == {a4.name: 20} and ctl.probation_cost() == 40
+    # the 10 left of the allowance fit a probe of 10, not one of 11 (counted at full cost, a4 would leave none)
+    c1, d1 = unit("c", cost=10), unit("d", cost=11)
+    prop2 = ProbeProposer(units + [c1, d1], probe_allowance=30)
+    states = {**ctl.states(), c1.name: C, d1.name: C}
+    prior = {c1.name: 1.0, d1.name: 2.0}
+    assert prop2.propose(states, {}, {a2.name}, measured, {}, prior, ctl.probe_charges()) == [c1.name]
+    assert prop2.propose(states, {}, {a2.name}, measured, {}, prior) == []
+    # a8 costs 80, 40 more than a4 and 60 more than a2: out of reach of a 30 allowance, as is b8 (no smaller level)
+    assert prop.unreachable() == sorted([a8.name, b8.name])
+    assert ProbeProposer(units, probe_allowance=40).unreachable() == [b8.name]

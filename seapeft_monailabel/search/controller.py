@@ -3,7 +3,10 @@
 States (per unit, keyed by name):
 
 * ``CANDIDATE``: off.
-* ``PROBATION``: on (probed, trained); its cost counts against the probe allowance, not the budget.
+* ``PROBATION``: on (probed, trained); its **probe charge** counts against the probe allowance, not the
+  budget: its cost, except for a rank-up probe (a larger level replacing its ACTIVE sibling), which is
+  charged only its increment over the level it replaced (the network gains only that many parameters,
+  and a larger level would otherwise cost more than the allowance and never be probed).
 * ``ACTIVE``: on; its cost counts against the budget ``B``.
 
 Transitions:
@@ -134,6 +137,7 @@ class UnitController:
         self._votes = {name: 0 for name in self._units}
         self._guard = {name: 0 for name in self._units}
         self._ever_on: set[str] = set()
+        self._credit: dict[str, int] = {}  # rank-up probes in PROBATION: the cost of the ACTIVE level replaced
         self.allocations = 0
         for name in initial_active:
             self._require(name)
@@ -193,6 +197,10 @@ class UnitController:
         """Total cost of PROBATION units."""
         return sum(self._units[n].cost for n in self.probation_units())
 
+    def probe_charges(self) -> dict[str, int]:
+        """``{PROBATION unit: what it holds of the probe allowance}`` (cost, or a rank-up probe's increment)."""
+        return {n: self._units[n].cost - self._credit.get(n, 0) for n in self.probation_units()}
+
     def snapshot(self) -> dict[str, object]:
         """Loggable state: allocations so far, costs, and state/votes/guard of every non-idle unit."""
         units = {
@@ -204,6 +212,7 @@ class UnitController:
             "allocations": self.allocations,
             "active_cost": self.active_cost(),
             "probation_cost": self.probation_cost(),
+            "probe_charge": sum(self.probe_charges().values()),
             "budget": self.budget,
             "probe_allowance": self.probe_allowance,
             "units": units,
@@ -213,8 +222,10 @@ class UnitController:
     def probe(self, names: Iterable[str]) -> list[Transition]:
         """Switch CANDIDATE units on as probes, in the given order, while the allowance has room.
 
-        A unit that is not CANDIDATE raises ValueError. A guarded unit, or one whose cost does not fit
-        in the remaining allowance, is skipped (no transition). Returns the transitions made.
+        A unit that is not CANDIDATE raises ValueError. A guarded unit, or one whose charge does not fit
+        in the remaining allowance, is skipped (no transition). The charge is the unit's cost, less the
+        cost of an ACTIVE sibling level it replaces (never below zero); a PROBATION sibling it replaces
+        gives its own charge back. Returns the transitions made.
         """
         out: list[Transition] = []
         for name in names:
@@ -224,14 +235,15 @@ class UnitController:
             if self._guard[name] > 0:
                 continue
             sibling = self._group_on(name)
-            freed = (
-                self._units[sibling].cost
-                if sibling is not None and self._state[sibling] is UnitState.PROBATION
-                else 0
-            )
-            if self.probation_cost() - freed + self._units[name].cost > self.probe_allowance:
+            charges = self.probe_charges()
+            freed = charges.get(sibling, 0)
+            credit = min(self._units[sibling].cost, self._units[name].cost) \
+                if sibling is not None and self._state[sibling] is UnitState.ACTIVE else 0
+            if sum(charges.values()) - freed + self._units[name].cost - credit > self.probe_allowance:
                 continue
             out.extend(self._turn_on(name, UnitState.PROBATION, "probe", sibling))
+            if credit:
+                self._credit[name] = credit
         return out
 
     def apply(self, desired: Iterable[str], priority: Sequence[str] = ()) -> list[Transition]:
@@ -304,6 +316,7 @@ class UnitController:
         first_on = to.on and name not in self._ever_on
         transition = Transition(name, self._state[name], to, reason, warm_start_from, first_on)
         self._state[name] = to
+        self._credit.pop(name, None)
         self._votes[name] = 0
         self._guard[name] = self.probe_guard_len if reason == "probe" else self.guard_len
         if to.on:

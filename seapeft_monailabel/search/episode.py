@@ -10,6 +10,7 @@ and feeds audit measurements of trained units to the estimator.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -136,6 +137,12 @@ class SearchEpisode:
         self.sampler = AuditSampler([u.name for u in self.units], fraction=config.audit_fraction,
                                     horizon=config.debt_horizon, measurable_only=True)
         self.proposer = ProbeProposer(self.units, self.allowance, beta_unc=config.uncertainty_bonus)
+        unreachable = self.proposer.unreachable()
+        if unreachable and ctx.is_main:
+            warnings.warn(f"{len(unreachable)} units cost more than the probe allowance ({self.allowance} parameters), "
+                          f"alone and as a rank-up from a smaller level: no probe can switch them on "
+                          f"({', '.join(unreachable)}); raise probe_fraction to reach them", stacklevel=2)
+            events.write("unreachable", allowance=self.allowance, units=unreachable)
         self.stop = StopRule(config.max_steps, patience=config.stop_patience, time_limit_s=config.time_limit_s)
         self.trained: set[str] = set()
         self.on_since: dict[str, int] = {}
@@ -242,7 +249,8 @@ class SearchEpisode:
     def _probe(self, step: int) -> None:
         def decide():
             names = self.proposer.propose(self.controller.states(), self.controller.guards(), self.trained,
-                                          self.estimator.robust_scores(), self.estimator.uncertainties(), self.prior)
+                                          self.estimator.robust_scores(), self.estimator.uncertainties(), self.prior,
+                                          self.controller.probe_charges())
             made = self.controller.probe(names)
             self.proposer.record(t.unit for t in made if t.reason == "probe")
             return made, self.controller.on_units()

@@ -16,14 +16,16 @@ Order of proposal:
 2. the other measured units.
 
 Walking this order, a unit is taken when it is a CANDIDATE, is not guarded, no unit of its group was
-already taken in this proposal, its cost fits in the allowance left (``probe_allowance - cost of
-PROBATION units - cost taken so far``, plus the cost of a PROBATION sibling it replaces), and its group
-has no unit on, with one exception, the **rank-up probe**: an unmeasured larger level of a group whose
-on unit is ACTIVE, not guarded, and measured with a positive optimistic value may be probed; the controller then switches the smaller level off and the new
-unit warm-starts from its weights (so the network loses nothing). Without it, the level first probed in
-a group would be the only one ever trained there and rank adjustment could not happen. A unit whose
-cost exceeds the whole allowance can never be probed, so the allowance should be at least the largest
-unit cost.
+already taken in this proposal, its charge fits in the allowance left (``probe_allowance - charges of
+PROBATION units - charges taken so far``), and its group has no unit on, with one exception, the
+**rank-up probe**: an unmeasured larger level of a group whose on unit is ACTIVE, not guarded, and
+measured with a positive optimistic value may be probed; the controller then switches the smaller
+level off and the new unit warm-starts from its weights (so the network loses nothing). Without it,
+the level first probed in a group would be the only one ever trained there and rank adjustment could
+not happen. A probe's charge is its cost, except for a rank-up probe: only its increment over the
+ACTIVE level it replaces (what the network gains), so a large level whose full cost exceeds the
+allowance can still be reached from a smaller one. :meth:`ProbeProposer.unreachable` names the units
+that no probe can reach even so (a warning at the start of a search).
 """
 
 from __future__ import annotations
@@ -70,11 +72,16 @@ class ProbeProposer:
         robust: Mapping[str, float | None],
         uncertainty: Mapping[str, float],
         prior: Mapping[str, float],
+        charges: Mapping[str, int] | None = None,
     ) -> list[str]:
-        """The probe set for this search step, in priority order (see module docstring)."""
+        """The probe set for this search step, in priority order (see module docstring).
+
+        ``charges``: what each PROBATION unit holds of the allowance (the controller's
+        ``probe_charges()``); by default its cost.
+        """
         on_by_group = {self._units[n].group: n for n, s in states.items() if s.on}
         room = self.probe_allowance - sum(
-            self._units[n].cost for n, s in states.items() if s is UnitState.PROBATION
+            (charges or {}).get(n, self._units[n].cost) for n, s in states.items() if s is UnitState.PROBATION
         )
         values = {
             n: float(score) + self.beta_unc * float(uncertainty.get(n, 0.0))
@@ -102,19 +109,31 @@ class ProbeProposer:
             unit = self._units[name]
             if guards.get(name, 0) > 0 or unit.group in taken_groups:
                 continue
-            freed = 0
+            charge = unit.cost
             sibling = on_by_group.get(unit.group)
             if sibling is not None:
                 if not (name in rank_up and self._rank_up_allowed(name, sibling, states, guards, values)):
                     continue
-                if states[sibling] is UnitState.PROBATION:
-                    freed = self._units[sibling].cost
-            if unit.cost > room + freed:
+                charge -= self._units[sibling].cost  # a rank-up probe: only the increment (sibling is ACTIVE)
+            if charge > room:
                 continue
             taken.append(name)
             taken_groups.add(unit.group)
-            room += freed - unit.cost
+            room -= charge
         return taken
+
+    def unreachable(self) -> list[str]:
+        """Units no probe can ever switch on: the cost exceeds the allowance, and so does the increment over
+        every smaller level of the group (by name). Only the saliency prior's starting set can train them."""
+        groups: dict[tuple[str, str], list[UnitLike]] = {}
+        for unit in self._units.values():
+            groups.setdefault(unit.group, []).append(unit)
+        out = []
+        for unit in self._units.values():
+            smaller = [s.cost for s in groups[unit.group] if s.level_order < unit.level_order]
+            if unit.cost > self.probe_allowance and all(unit.cost - c > self.probe_allowance for c in smaller):
+                out.append(unit.name)
+        return sorted(out)
 
     def record(self, probed: Iterable[str]) -> None:
         """Close one search step; ``probed`` are the units actually switched on as probes."""
