@@ -78,30 +78,6 @@ def test_guarded_unit_cannot_be_probed() -> None:
     assert [t.unit for t in ctl.probe([B4.name])] == [B4.name]
 
 
-def test_audit_toggling_does_not_touch_votes_or_guards() -> None:
-    """An audit toggles gates in the network; the controller exposes no hook for it, so a full audit
-    (reading state, toggling a simulated gate table, restoring it) leaves votes and guards intact."""
-    ctl = UnitController(UNITS, budget=40, probe_allowance=20, initial_active=[A4.name])
-    ctl.probe([B4.name])
-    ctl.apply({B4.name})
-    ctl.apply(set())
-    before = ctl.snapshot()
-    gates = {n: ctl.state(n).on for n in (u.name for u in UNITS)}
-    for name in list(gates):  # audit: flip every gate and back, in any order, many times
-        for _ in range(3):
-            gates[name] = not gates[name]
-            ctl.state(name), ctl.votes(name), ctl.guard(name)
-            gates[name] = not gates[name]
-    assert ctl.snapshot() == before
-    assert ctl.votes(A4.name) == -2 and ctl.guard(B4.name) == 1
-    mutators = {"apply", "probe"}
-    public = {m for m in dir(ctl) if not m.startswith("_") and callable(getattr(ctl, m))}
-    assert public - mutators == {
-        "state", "votes", "guard", "states", "guards", "on_units", "active_units",
-        "probation_units", "trained_units", "active_cost", "probation_cost", "snapshot",
-    }
-
-
 def test_promotion_blocked_by_budget_keeps_votes() -> None:
     ctl = UnitController(UNITS, budget=35, probe_allowance=40, initial_active=[D1.name])
     ctl.probe([A4.name])

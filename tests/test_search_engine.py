@@ -185,7 +185,7 @@ def test_real_audits_keep_the_invariants(tiny_run):
             assert len(groups) == len(set(groups))
             assert event["active_cost"] == sum(costs[n] for n in event["active"]) <= result.budget
     assert audits >= 2 and allocations >= 2 and trained
-    assert result.cost == sum(costs[n] for n in result.chosen) <= result.budget
+    assert result.cost == sum(costs[n] for n in result.units) <= result.budget
 
 
 def test_patch_stream_draws_fresh_patches_every_epoch(datalist):
