@@ -255,7 +255,7 @@ def test_bad_inputs_get_clear_errors_and_change_nothing(env, tmp_path):
     assert tree_digest(studies) == before
     assert client.info()["models"]["seapeft"]  # still serving
     log = (env["server"].app / "logs" / "app.log").read_text()
-    assert "HTTP 400: label (uploaded, tag final) for image 'target_000' rejected" in log
+    assert "HTTP 400: label labels/final/target_000.nii.gz (upload) for image 'target_000' rejected" in log
 
 
 def test_dice_scoring(env):

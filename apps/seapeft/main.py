@@ -16,7 +16,7 @@ import logging
 import os
 
 import lib.configs
-from lib.datastore.checked import CheckedDatastore
+from lib.datastore.checked import CheckedDatastore, datastore_extensions
 from lib.datastore.dicomweb import dicomweb_datastore, put_venv_on_path, search_filter
 from lib.infers.batch import SeaPeftBatchInfer
 from lib.routes import add_report_route
@@ -78,7 +78,7 @@ class SeaPeftApp(MONAILabelApp):
             conf_filters = [c.app_conf.dicomweb_search_filter for c in self.task_configs.values()]
             return dicomweb_datastore(self.studies, search_filter(next(filter(None, conf_filters), None)))
         return CheckedDatastore(self.studies, task_labels=self.task_labels,
-                                extensions=settings.MONAI_LABEL_DATASTORE_FILE_EXT,
+                                extensions=datastore_extensions(settings.MONAI_LABEL_DATASTORE_FILE_EXT),
                                 auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                                 read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
 

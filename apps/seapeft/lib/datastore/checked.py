@@ -2,21 +2,32 @@
 
 MONAI Label's ``LocalDatastore.save_label`` copies the upload over ``labels/<tag>/<id>`` first and
 calls the app afterwards, so a bad upload would already have replaced a good label. Here uploads are
-checked first (HTTP 400 naming the image and the problem); nothing in the datastore changes when a
-check fails. ``final`` labels (the ones training uses) get the full check; other tags (e.g. saved
-predictions, ``original``) may be empty but must still fit their image.
+checked first (HTTP 400 naming the image, the file as it would be stored and the problem); nothing
+in the datastore changes when a check fails. ``final`` labels (the ones training uses) get the full
+check; other tags (e.g. saved predictions, ``original``) may be empty but must still fit their image.
+Images and labels may be in any format the library reads (NIfTI, NRRD, MetaImage), a label in another
+format than its image.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from monailabel.datastore.local import LocalDatastore
+
+from seapeft_monailabel.data.volumes import VOLUME_EXTENSIONS
 
 from ..errors import NOT_FOUND, http_error
 from .checks import check_image, check_label, check_same_grid
 
 FINAL = "final"
+
+
+def datastore_extensions(configured: list[str]) -> list[str]:
+    """The datastore's file patterns: MONAI Label's (``MONAI_LABEL_DATASTORE_FILE_EXT``) plus every volume format
+    the library reads (MONAI Label's default lacks MetaImage ``*.mha`` / ``*.mhd``)."""
+    return list(dict.fromkeys([*configured, *(f"*{ext}" for ext in VOLUME_EXTENSIONS)]))
 
 
 class CheckedDatastore(LocalDatastore):
@@ -27,16 +38,22 @@ class CheckedDatastore(LocalDatastore):
         super().__init__(*args, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
-        check_image(image_filename, f"'{image_id}' (upload)")
+        image_id = image_id or self._to_id(os.path.basename(image_filename))[0]
+        check_image(image_filename, self._stored_as(image_filename, self._datastore.images_dir, image_id))
         return super().add_image(image_id, image_filename, image_info)
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         if image_id not in self.list_images():
             raise http_error(NOT_FOUND, f"label for image '{image_id}' rejected: no such image in the datastore")
         image_path = self.get_image_uri(image_id)
-        upload = f"(uploaded, tag {label_tag})"
+        upload = self._stored_as(label_filename, os.path.join(self._datastore.labels_dir, label_tag), image_id)
         if label_tag == FINAL:
             check_label(image_path, label_filename, self.task_labels, f"'{image_id}'", upload)
         else:
             check_same_grid(image_path, label_filename, f"'{image_id}'", upload)
         return super().save_label(image_id, label_filename, label_tag, label_info)
+
+    def _stored_as(self, upload: str, folder: str, image_id: str) -> str:
+        """How messages name an upload: the file it would become, relative to the datastore (``labels/final/a.nrrd``)."""
+        extension = self._to_id(os.path.basename(upload))[1]
+        return f"{os.path.normpath(os.path.join(folder, image_id + extension))} (upload)"

@@ -1,9 +1,10 @@
 """Checks of images and labels before they are used or stored, through the library's validator.
 
 :func:`seapeft_monailabel.data.load_volume_pair` rejects a volume that is not 3D, a label whose grid
-differs from its image, an empty label, label values outside the task's labels and unreadable files;
-these wrappers turn its message into an HTTP 400 that names the image (and the uploaded file by its
-name, not by the server's temporary path).
+differs from its image, an empty label, label values outside the task's labels, and unreadable files
+or formats it does not read (it reads NIfTI, NRRD, MetaImage and DICOM series); these wrappers turn
+its message into an HTTP 400 that names the image (and an uploaded file by the name the caller gives,
+not by the server's temporary path).
 """
 
 from __future__ import annotations

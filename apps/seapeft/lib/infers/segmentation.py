@@ -5,9 +5,10 @@ has one, percentile intensity scaling); the library's predictor (:mod:`.predicto
 sliding-window inference at the model's patch size (the converted model's window with OpenVINO) with
 Gaussian blending, at the request's ``sw_overlap`` (default the conf's); the inverse of the
 orientation/spacing transforms brings the logits back to the original image's grid, then softmax,
-argmax and uint8. The response names the labels and the model that answered (``model``: kind, id,
-SHA-256; ``runtime``: engine, precision, window), and carries a ``warning`` naming the labels the base
-model never learnt when it answers with a head created fresh for them.
+argmax and uint8, written on the input's grid in its format (NRRD in, NRRD out). The response names
+the labels and the model that answered (``model``: kind, id, SHA-256; ``runtime``: engine, precision,
+window), and carries a ``warning`` naming the labels the base model never learnt when it answers with
+a head created fresh for them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.basic_infer import BasicInferTask
 
 from seapeft_monailabel.data.transforms import deterministic_transforms
+from seapeft_monailabel.data.volumes import output_extension
 from seapeft_monailabel.inference import Predictor
 from seapeft_monailabel.models import WeightLoadError
 
@@ -124,3 +126,11 @@ class SeaPeftSegmentation(BasicInferTask):
             SqueezeDimd(keys="pred", dim=0),
             CastToTyped(keys="pred", dtype=np.uint8),
         ]
+
+    def writer(self, data, extension=None, dtype=None):
+        """The label file in the input's format (NRRD in, NRRD out; see ``output_extension``), unless the
+        request names one (``result_extension``, e.g. OHIF's ``.nrrd``)."""
+        image = data.get("image_path")
+        if extension is None and not data.get("result_extension") and isinstance(image, str):
+            extension = output_extension(image)
+        return super().writer(data, extension, dtype)
