@@ -2,13 +2,16 @@
 
 One server per format (``monailabel start_server``, free loopback port) over sample-data images and
 labels converted with SimpleITK, each cropped to a 64x56x40 box around its structures (fewer windows
-to infer and train on, same anatomy and scale; the box keeps its place in space). For each format: inference answers a label file of the input's format
-(checked with SimpleITK's own file reader) on the input's grid; a label saved in that format lands in
-``labels/final`` and in the training datalist; a bad upload is refused with a message naming the file it
-would have become. To keep the suite short, two paths run for one format each: an uploaded NRRD image
-(not in the datastore, as Slicer sends one) is answered in NRRD; the MetaImage datastore (which MONAI
-Label does not list by default, so the app's datastore in the training subprocess must) goes through
-the whole loop: a short training run publishes an adapted model and inference answers with it.
+to infer and train on, same anatomy and scale; the box keeps its place in space).
+
+For each format: inference answers a label file of the input's format (checked with SimpleITK's own
+file reader) on the input's grid; a label saved in that format lands in ``labels/final`` and in the
+training datalist; a bad upload is refused with a message naming the file it would have become.
+
+To keep the suite short, two paths run for one format each. NRRD: an uploaded image (in no datastore,
+as Slicer sends one) is answered in NRRD, an image upload is stored as NRRD and a 2D one is refused by
+name. MetaImage (which MONAI Label does not list by default, so the app's datastore in the training
+subprocess must): a short training run publishes an adapted model and inference answers with it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import SimpleITK as sitk
 from monailabel.client import MONAILabelClient
 from monailabel.client.client import MONAILabelClientException, MONAILabelUtils
 from app_support import SAMPLE_DATA, TARGET_LABELS, Server, base_model_for_tests, write_generated_subject, write_nifti
-from volume_files import convert_volume, crop_box
+from volume_files import convert_volume, crop_box, write_volume
 
 from seapeft_monailabel.data import generate, read_volume
 
@@ -96,11 +99,18 @@ def test_infer_answers_in_the_input_format_on_its_grid(store):
     assert params["model"]["kind"] == "base" and params["label_names"] == TARGET_LABELS
 
 
-def test_infer_on_an_uploaded_image_answers_in_its_format(store):
+def test_uploaded_images_are_answered_and_stored_in_their_format(store, tmp_path):
     if store["ext"] != UPLOAD:
         pytest.skip(f"uploads run once, with {UPLOAD} (the other formats share its code)")
-    path, _ = store["client"].infer("seapeft", "", {}, file=str(store["upload"]))  # an image in no datastore
-    _assert_label_on_grid(path, store["upload"], store["ext"])
+    client, ext = store["client"], store["ext"]
+    path, _ = client.infer("seapeft", "", {}, file=str(store["upload"]))  # an image in no datastore
+    _assert_label_on_grid(path, store["upload"], ext)
+    assert client.upload_image(str(store["upload"]), image_id="target_008")["image"] == "target_008"
+    assert (store["studies"] / f"target_008{ext}").read_bytes() == store["upload"].read_bytes()
+    flat = write_volume(tmp_path / f"flat{ext}", np.zeros((16, 16, 1), np.int16))
+    message = _error(lambda: client.upload_image(str(flat), image_id="flat_upload"))
+    assert "Status: 400" in message and f"flat_upload{ext} (upload)" in message and "3D" in message
+    assert not (store["studies"] / f"flat_upload{ext}").exists()
 
 
 def test_save_label_in_the_format(store, tmp_path):
