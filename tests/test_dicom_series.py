@@ -1,4 +1,4 @@
-"""NIfTI -> DICOM series -> back: the array and the RAS affine survive (MONAI's ITK reader and pydicom)."""
+"""Volume file -> DICOM series -> back: the array and the RAS affine survive (MONAI's ITK reader and pydicom)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pydicom
 import pytest
 from monai.transforms import LoadImage
 
-from seapeft_monailabel.dicom import SeriesError, nifti_to_series, read_series_array, write_series
+from seapeft_monailabel.dicom import SeriesError, read_series_array, volume_to_series, write_series
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample-data" / "target_000.nii.gz"
@@ -22,7 +22,7 @@ def _itk_read(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_sample_volume_round_trip(tmp_path):
-    info = nifti_to_series(SAMPLE, tmp_path / "series", modality="MR")
+    info = volume_to_series(SAMPLE, tmp_path / "series", modality="MR")
     source = nib.load(str(SAMPLE))
     array, affine = _itk_read(tmp_path / "series")
     assert array.shape == source.shape and info.slices == source.shape[2]
@@ -33,8 +33,23 @@ def test_sample_volume_round_trip(tmp_path):
     assert [float(v) for v in first.PixelSpacing] == pytest.approx([3.3, 3.3], abs=1e-5)
     assert float(first.SliceThickness) == pytest.approx(5.0) and float(first.SpacingBetweenSlices) == pytest.approx(5.0)
     assert {pydicom.dcmread(str(f)).SeriesInstanceUID for f in info.files} == {info.series_uid}
-    again = nifti_to_series(SAMPLE, tmp_path / "again")
+    again = volume_to_series(SAMPLE, tmp_path / "again")
     assert (again.study_uid, again.series_uid) == (info.study_uid, info.series_uid)
+
+
+@pytest.mark.parametrize("ext", [".nrrd", ".mha"])
+def test_nrrd_and_metaimage_convert_like_their_nifti(tmp_path, ext):
+    """The same volume as NRRD or MetaImage gives the same series: voxels, grid and UIDs."""
+    from volume_files import convert_volume
+
+    reference = volume_to_series(SAMPLE, tmp_path / "from_nifti")
+    info = volume_to_series(convert_volume(SAMPLE, tmp_path / f"target_000{ext}"), tmp_path / "series")
+    array, affine = _itk_read(tmp_path / "series")
+    source = nib.load(str(SAMPLE))
+    np.testing.assert_array_equal(array, np.asanyarray(source.dataobj))
+    np.testing.assert_allclose(affine, source.affine, atol=1e-3)
+    assert (info.study_uid, info.series_uid) == (reference.study_uid, reference.series_uid)
+    assert pydicom.dcmread(str(info.files[0])).PatientID == "target_000"
 
 
 def test_oblique_left_handed_float_ct(tmp_path):
@@ -47,7 +62,7 @@ def test_oblique_left_handed_float_ct(tmp_path):
     affine[:3, :3] = rotation @ np.diag([0.8, 1.1, -2.5])  # det < 0: k runs against i x j
     affine[:3, 3] = [10.0, -20.0, 30.0]
     nib.save(nib.Nifti1Image(volume, affine), str(tmp_path / "ct.nii.gz"))
-    info = nifti_to_series(tmp_path / "ct.nii.gz", tmp_path / "series", modality="CT")
+    info = volume_to_series(tmp_path / "ct.nii.gz", tmp_path / "series", modality="CT")
     assert pydicom.dcmread(str(info.files[0])).Modality == "CT"
     slope = float(pydicom.dcmread(str(info.files[0])).RescaleSlope)
     for array, read_affine in (_itk_read(tmp_path / "series"), read_series_array(list(info.files))):
@@ -68,8 +83,8 @@ def test_bad_input_is_named(tmp_path):
     with pytest.raises(SeriesError, match="modality"):
         write_series(np.zeros((4, 4, 2)), np.eye(4), tmp_path / "us", modality="US")
     (tmp_path / "broken.nii.gz").write_bytes(b"not a nifti")
-    with pytest.raises(SeriesError, match="broken.nii.gz: cannot read it as NIfTI"):
-        nifti_to_series(tmp_path / "broken.nii.gz", tmp_path / "out")
+    with pytest.raises(SeriesError, match=r"broken.nii.gz: cannot read as '\.nii\.gz'"):
+        volume_to_series(tmp_path / "broken.nii.gz", tmp_path / "out")
 
 
 def test_seg_subgrid_is_padded_onto_the_image(tmp_path):

