@@ -19,7 +19,7 @@ from ..peft import load_merged_model
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="a seapeft model file (base model or a run's model.pt)")
-    parser.add_argument("--image", required=True, help="NIfTI image")
+    parser.add_argument("--image", required=True, help="image file (NIfTI, NRRD, MetaImage); the map is NIfTI on its grid")
     parser.add_argument("--label", required=True, help="label name to explain (one of the model's labels)")
     parser.add_argument("--layer", help="module path of the layer (default: the network's half-resolution decoder level)")
     parser.add_argument("--window", type=int, nargs="+", default=[64],
