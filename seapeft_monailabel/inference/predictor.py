@@ -72,7 +72,7 @@ class Predictor:
         return self.logits(image, overlap).argmax(0)
 
     def describe(self) -> dict:
-        """JSON-ready: ``runtime``, ``precision``, ``roi_size``, the INT8 Dice check when exported, ``note`` when set."""
+        """JSON-ready: ``runtime``, ``precision``, ``roi_size``, the INT8 Dice check if exported, ``note`` if set."""
         out = {"runtime": self.runtime, "precision": self.precision, "roi_size": list(self.roi_size)}
         if self.info.get("int8_dice_drop_points") is not None:
             out["int8_dice_drop_points"] = self.info["int8_dice_drop_points"]

@@ -1,11 +1,11 @@
 """Is INT8 as good as FP32? Per-volume Dice on held-out volumes, paired Wilcoxon signed-rank test.
 
 A volume's Dice is the mean over the foreground classes of the hard Dice of the argmax prediction
-(the served :class:`..inference.Predictor`: sliding-window inference, Gaussian blending, overlap 0.25). The INT8 model passes when its mean Dice
-is at most :data:`MAX_DROP_POINTS` below FP32's and the paired test finds no significant loss: the
-one-sided Wilcoxon signed-rank test of "INT8 scores lower than FP32" has p > :data:`ALPHA`. The question
-is non-inferiority, so an INT8 model that is significantly *better* passes (a two-sided test would
-fail it); the two-sided p is reported alongside.
+(the served :class:`..inference.Predictor`: sliding-window inference, Gaussian blending, overlap 0.25).
+The INT8 model passes when its mean Dice is at most :data:`MAX_DROP_POINTS` below FP32's and the paired
+test finds no significant loss: the one-sided Wilcoxon signed-rank test of "INT8 scores lower than FP32"
+has p > :data:`ALPHA`. The question is non-inferiority, so an INT8 model that is significantly *better*
+passes (a two-sided test would fail it); the two-sided p is reported alongside.
 """
 
 from __future__ import annotations

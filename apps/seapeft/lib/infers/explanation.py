@@ -65,10 +65,10 @@ class SeaPeftExplanation(SeaPeftSegmentation):
                                         f"({', '.join(foreground)})")
         layer = self._asked.layer or default_layer(served.network_name)
         image = data[self.input_key]
+        overlap = float(data.get("sw_overlap", self._config["sw_overlap"]))
         try:
             heat = explain_image(served.network, image, served.labels[structure], layer,
-                                 explanation_window(served.patch_size), overlap=float(data.get("sw_overlap", 0.25)),
-                                 device=served.device)
+                                 explanation_window(served.patch_size), overlap=overlap, device=served.device)
         except ValueError as err:
             raise http_error(BAD_INPUT, f"{data.get('image_path', 'image')}: {err}") from None
         self._asked.explained = {"structure": structure, "layer": layer, "empty": not bool(heat.max() > 0)}
