@@ -1,9 +1,10 @@
 """Volume files as users keep them: which formats are read, finding them in folders, reading and checking.
 
-Formats are the ones MONAI's ``LoadImage`` reads (and MONAI Label's local datastore lists): NIfTI
-(``.nii.gz``, ``.nii``), NRRD (``.nrrd``), MetaImage (``.mha``, or ``.mhd`` with its data file) and DICOM
-series (a folder of DICOM files). Every read goes through ``LoadImage`` (nibabel, pynrrd, ITK), so the
-arrays and the RAS affines checked here are exactly what the training and inference transforms see.
+Formats are the ones MONAI's ``LoadImage`` reads: NIfTI (``.nii.gz``, ``.nii``), NRRD (``.nrrd``),
+MetaImage (``.mha``, or ``.mhd`` with its data file) and DICOM series (a folder of DICOM files; the
+command line takes them, MONAI Label 0.8.5's local datastore lists files only). Every read goes through
+``LoadImage`` (nibabel, pynrrd, ITK), so the arrays and the RAS affines checked here are exactly what
+the training and inference transforms see.
 
 Ids follow MONAI Label's datastore: a file's id is its name without the extension
 (``target_000.nrrd`` -> ``target_000``), a DICOM series folder's id is the folder's name. A label
