@@ -2,7 +2,8 @@
 
 A BitFit bias on a convolution whose output goes straight into an InstanceNorm (or a BatchNorm in
 training) is subtracted again by the norm's mean: the unit trains, costs parameters and never changes
-the output. The same holds for an SSF scale-shift placed before such a norm. Such units must not be in
+the output. The same holds for an SSF scale-shift placed before such a norm (its scale up to the
+norm's ``eps``). Such units must not be in
 a library: the search would spend audits on them, and a fixed baseline would report their cost.
 
 The check is functional, so it needs no knowledge of the network's wiring: one forward pass of an
