@@ -42,7 +42,7 @@ from app_support import (
     write_nifti,
 )
 
-from seapeft_monailabel.evaluate import dice_per_class
+from seapeft_monailabel.metrics import dice_per_class
 
 pytestmark = pytest.mark.server
 

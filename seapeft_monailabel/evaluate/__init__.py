@@ -1,6 +1,5 @@
-"""Metrics and sliding-window evaluation of segmentation networks."""
+"""Sliding-window evaluation of segmentation networks, the benchmark and its report (Dice: :mod:`..metrics`)."""
 
-from .metrics import dice_from_sums, dice_per_class, soft_dice, soft_dice_sums
 from .sliding import evaluate_volumes, predict_volume
 
-__all__ = ["dice_from_sums", "dice_per_class", "evaluate_volumes", "predict_volume", "soft_dice", "soft_dice_sums"]
+__all__ = ["evaluate_volumes", "predict_volume"]

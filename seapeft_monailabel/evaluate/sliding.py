@@ -10,7 +10,7 @@ from torch import nn
 from ..data.transforms import eval_transforms
 from ..inference.predictor import torch_predictor
 from ..inference.window import OVERLAP
-from .metrics import dice_per_class
+from ..metrics import dice_per_class
 
 
 def predict_volume(network: nn.Module, image: torch.Tensor, roi_size: Sequence[int], overlap: float = OVERLAP,

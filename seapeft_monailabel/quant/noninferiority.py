@@ -19,7 +19,7 @@ import torch
 from scipy.stats import wilcoxon
 
 from ..data.transforms import eval_transforms
-from ..evaluate.metrics import dice_per_class
+from ..metrics import dice_per_class
 from ..inference.predictor import Predictor
 
 #: The largest mean Dice drop, in points (0-100 scale), that INT8 may lose against FP32.

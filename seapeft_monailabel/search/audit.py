@@ -5,7 +5,7 @@ For a unit that is on, ``delta = Dice(S) - Dice(S without u)``; for a trained un
 level is measured in place of the smaller one, not stacked on it). The baseline ``Dice(S)`` is
 measured at the start of every audit, on the gates as they are then, and every toggle restores the
 gates exactly, so no measurement sees another unit's toggle (reference defects 3 and 4). Dice is the
-soft Dice of the foreground classes (:func:`~seapeft_monailabel.evaluate.soft_dice`), in eval mode.
+soft Dice of the foreground classes (:func:`~seapeft_monailabel.metrics.soft_dice`), in eval mode.
 Utility sample = ``delta / cost`` (Dice per parameter); the raw delta is kept too.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import torch
 
-from ..evaluate import dice_from_sums, soft_dice_sums
+from ..metrics import dice_from_sums, soft_dice_sums
 from ..peft import UnitRegistry
 from .distributed import DistContext
 

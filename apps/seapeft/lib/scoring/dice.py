@@ -13,7 +13,7 @@ import logging
 from monailabel.interfaces.tasks.scoring import ScoringMethod
 
 from seapeft_monailabel.data import load_volume_pair
-from seapeft_monailabel.evaluate import dice_per_class
+from seapeft_monailabel.metrics import dice_per_class
 from seapeft_monailabel.models import WeightLoadError
 
 from ..infers.predictor import PredictorPicker

@@ -1,4 +1,4 @@
-"""Dice scores: the soft Dice the audits use, and the hard Dice the evaluation reports."""
+"""Dice scores: the soft Dice the search's audits use, and the hard Dice the evaluation reports (used by every layer)."""
 
 from __future__ import annotations
 
