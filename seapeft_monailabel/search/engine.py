@@ -31,7 +31,7 @@ from torch import nn
 from ..atomic import staged_folder
 from ..data.datastore import load_volume_pair
 from ..devices import resolve_device
-from ..models import NetworkSpec
+from ..models import NetworkSpec, fit_patch
 from ..peft import Manifest, UnitRegistry, save_merged_model
 from ..peft.effect import example_input
 from .audit import Auditor
@@ -107,6 +107,7 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
     """
     started = time.monotonic()
     items = validate_datalist(datalist, labels)
+    config = config.with_(patch_size=fit_patch(config.patch_size, spec))  # a window the network accepts
     _seed(config.seed)
     device = resolve_device(config.device)
     ctx = init_distributed(device)
@@ -145,6 +146,7 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     selection patches, then the refine steps on support and selection volume together."""
     started = time.monotonic()
     items = validate_datalist(datalist, labels)
+    config = config.with_(patch_size=fit_patch(config.patch_size, spec))  # a window the network accepts
     support, selection = split_support(items, config.seed)
     _seed(config.seed)
     device = resolve_device(config.device)
