@@ -32,7 +32,8 @@ from app_support import SHIPPED_MODEL, Server, base_model_for_tests
 from seapeft_monailabel.data import label_names, write_site
 from seapeft_monailabel.data.transforms import deterministic_transforms
 from seapeft_monailabel.metrics import dice_per_class
-from seapeft_monailabel.inference import default_roi_size, load_predictor
+from seapeft_monailabel.inference import default_roi_size
+from seapeft_monailabel.quant import load_predictor
 from seapeft_monailabel.quant import export_serving_models
 
 pytestmark = pytest.mark.server

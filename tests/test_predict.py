@@ -19,7 +19,8 @@ import yaml
 from monai.inferers import sliding_window_inference
 
 from seapeft_monailabel.cli import main
-from seapeft_monailabel.inference import load_predictor, predict_file, torch_predictor
+from seapeft_monailabel.inference import predict_file, torch_predictor
+from seapeft_monailabel.quant import load_predictor
 from seapeft_monailabel.inference import files as files_module
 from seapeft_monailabel.models import NetworkSpec, build_network
 
@@ -60,7 +61,7 @@ def test_predictor_logits_are_monai_gaussian_sliding_window():
 
 
 def test_runtime_choice_without_an_export(caplog):
-    with caplog.at_level(logging.WARNING, logger="seapeft_monailabel.inference.choose"):
+    with caplog.at_level(logging.WARNING, logger="seapeft_monailabel.quant.choose"):
         auto = load_predictor(MODEL, device="cpu")
         assert (auto.runtime, auto.precision, auto.note) == ("torch", "fp32", None)  # nothing exported: no note
         assert not caplog.records

@@ -26,7 +26,7 @@ from monai.losses import DiceCELoss
 
 from seapeft_monailabel.cli import main
 from seapeft_monailabel.data import label_names, make_datalist, train_transforms
-from seapeft_monailabel.inference import load_predictor
+from seapeft_monailabel.quant import load_predictor
 from seapeft_monailabel.models import NetworkSpec, build_network, head_module_names, save_model_file
 from seapeft_monailabel.peft import UnitRegistry, load_merged_model, manifest_from_dict
 from seapeft_monailabel.quant import QuantizationError, compare, count_quantized_convolutions, export_serving_models
@@ -38,7 +38,7 @@ from seapeft_monailabel.quant.runtime import OpenVINOPredictor, convolution_prec
 ROOT = Path(__file__).resolve().parents[1]
 ROI = (32, 32, 32)
 SPEC = NetworkSpec(name="unet", out_channels=3, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
-LOGGER = "seapeft_monailabel.inference.choose"
+LOGGER = "seapeft_monailabel.quant.choose"
 
 
 def _train_adapted_unet(out: Path, items: list[dict]) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..data.volumes import FORMATS, find_volumes
-from ..inference.choose import PRECISIONS, RUNTIMES, load_predictor
+from ..quant.choose import PRECISIONS, RUNTIMES, load_predictor
 from ..inference.files import predict_file
 
 

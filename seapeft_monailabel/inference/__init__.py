@@ -4,16 +4,16 @@
   blending, one window per call) every whole-volume inference runs through;
 - :mod:`.predictor`: :class:`Predictor`, a window function (PyTorch or OpenVINO) with its window and what
   answers (runtime, precision, note); logits, probabilities and class maps of a preprocessed volume;
-- :mod:`.choose`: :func:`load_predictor`, the one choice of runtime (``torch`` | ``openvino`` | ``auto``)
-  and precision (``fp32`` | ``int8``), with its fallbacks to PyTorch FP32;
 - :mod:`.trained`: the window and resampling a model was trained with;
 - :mod:`.files`: :func:`predict_file`, an image file in, a label file out on the image's own grid and in
   its format.
 
-Dependencies point down: this package uses ``models``, ``peft`` (rebuilding a merged model), ``data``
-(the preprocessing) and ``quant``'s OpenVINO runtime; ``quant``'s export and benchmark, ``evaluate``,
-``explain``, the CLI and the app use it. Names are imported lazily, so importing one module (e.g.
-:mod:`.window` from ``evaluate``) does not load OpenVINO.
+The one choice of runtime (``torch`` | ``openvino`` | ``auto``) and precision (``fp32`` | ``int8``)
+that builds the predictor to serve from a model file is :func:`seapeft_monailabel.quant.load_predictor`.
+
+Dependencies point down: this package uses ``models`` and ``data`` (the preprocessing) only; ``quant``
+(the runtime choice, the export and its benchmark), ``evaluate``, ``explain``, the CLI and the app use
+it. Names are imported lazily and nothing here imports OpenVINO.
 """
 
 from importlib import import_module
@@ -21,7 +21,6 @@ from importlib import import_module
 _EXPORTS = {
     "Window": "window", "OVERLAP": "window", "single_torch_thread": "window",
     "Predictor": "predictor", "torch_predictor": "predictor", "openvino_predictor": "predictor",
-    "load_predictor": "choose", "PRECISIONS": "choose", "RUNTIMES": "choose",
     "default_roi_size": "trained", "predict_file": "files", "predict_image": "files", "output_path": "files",
 }
 

@@ -4,7 +4,7 @@ A :class:`Predictor` wraps a window function ``(n, C, *roi) -> (n, K, *roi)`` (a
 compiled OpenVINO model) and its :class:`.window.Window`; :meth:`Predictor.logits`,
 :meth:`~Predictor.probabilities` and :meth:`~Predictor.class_map` run the whole volume. With OpenVINO
 answering, PyTorch only blends the windows, on one thread (:func:`.window.single_torch_thread`).
-:func:`.choose.load_predictor` builds the one to serve from a model file.
+:func:`seapeft_monailabel.quant.load_predictor` builds the one to serve from a model file.
 """
 
 from __future__ import annotations

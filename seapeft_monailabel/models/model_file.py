@@ -20,7 +20,7 @@ import torch
 
 from ..atomic import atomic_path
 from .factory import NetworkSpec
-from .weights import WeightLoadError
+from .weights import WeightLoadError, read_checkpoint
 
 MODEL_FORMAT = "seapeft-merged/1"
 
@@ -52,10 +52,7 @@ def read_model_file(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise WeightLoadError(f"{path}: model file not found")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise WeightLoadError(f"{path}: not a readable model file ({type(err).__name__}: {err})") from None
+    data = read_checkpoint(path)
     if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
         raise WeightLoadError(f"{path}: not a SEA-PEFT model file (expected format {MODEL_FORMAT})")
     return data

@@ -130,8 +130,8 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
-def _read(file: Path) -> Any:
-    """``torch.load`` the file safely; every failure becomes one :class:`WeightLoadError`."""
+def read_checkpoint(file: Path) -> Any:
+    """``torch.load`` the file safely (``weights_only=True``); every failure becomes one :class:`WeightLoadError`."""
     try:
         with open(file, "rb") as handle:
             magic = handle.read(2)
@@ -208,7 +208,7 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], str, Pat
     says where the tensors were found. Raises :class:`WeightLoadError`.
     """
     file, bundle_note = _resolve(path)
-    state, where = _unwrap(_read(file), file)
+    state, where = _unwrap(read_checkpoint(file), file)
     state, stripped = _strip_wrappers(state)
     notes = [n for n in (bundle_note, where) if n]
     notes += [f"{p!r} stripped" for p in stripped]

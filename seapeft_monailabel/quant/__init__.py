@@ -2,7 +2,7 @@
 training, the serving index, the non-inferiority check and the benchmark.
 
 The app calls :func:`export_serving_models` after publishing a trained model; serving reads the export
-through :func:`seapeft_monailabel.inference.load_predictor`. Names are imported lazily, so opening a
+through :func:`load_predictor` (:mod:`.choose`, the one choice of runtime and precision). Names are imported lazily, so opening a
 converted model (:mod:`.index`, :mod:`.runtime`) does not load NNCF.
 """
 
@@ -12,6 +12,7 @@ _EXPORTS = {
     "NonInferiority": "noninferiority", "compare": "noninferiority", "volume_dices": "noninferiority",
     "OpenVINOPredictor": "runtime", "QuantizationError": "runtime", "count_quantized_convolutions": "runtime",
     "export_serving_models": "serving", "read_index": "index",
+    "load_predictor": "choose", "PRECISIONS": "choose", "RUNTIMES": "choose",
 }
 
 __all__ = sorted(_EXPORTS)

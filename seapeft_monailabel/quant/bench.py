@@ -1,7 +1,7 @@
 """Weight bytes, sliding-window latency and Dice of PyTorch FP32, OpenVINO FP32 and OpenVINO INT8, side by side.
 
 Every engine is the predictor the app and ``seapeft predict`` serve
-(:func:`seapeft_monailabel.inference.load_predictor`), so the path measured is the path served.
+(:func:`seapeft_monailabel.quant.load_predictor`), so the path measured is the path served.
 Latency is the wall time of its sliding-window inference over one preprocessed volume
 (:meth:`..inference.Predictor.logits`: overlap 0.25, Gaussian blending, one window at a time),
 median of ``repeats`` runs after one warm-up;
@@ -24,7 +24,7 @@ import openvino as ov
 import torch
 
 from ..data.transforms import eval_transforms
-from ..inference.choose import load_predictor
+from .choose import load_predictor
 from ..inference.predictor import Predictor
 from .convert import FP32_HINT
 from .noninferiority import MAX_DROP_POINTS, compare, load_volumes, volume_dices

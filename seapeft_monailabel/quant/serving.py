@@ -12,7 +12,7 @@ then is ``serving.json`` replaced (``os.replace``) to point at it; a reader sees
 new set, never a mix. ``serving.json`` records the SHA-256 of the ``model.pt`` it was made from, so
 converted models left behind by an older training run are never served.
 
-Serving reads them through :func:`seapeft_monailabel.inference.load_predictor` (:mod:`.index` opens
+Serving reads them through :func:`seapeft_monailabel.quant.load_predictor` (:mod:`.index` opens
 them); the Dice checks here run through the same predictor and sliding window.
 """
 
@@ -119,7 +119,7 @@ def export_serving_models(model_path, out_dir, calibration_datalist, roi_size, p
         spacing: resampling of the preprocessing (None: each volume's own, as in training).
 
     Returns:
-        The index written to ``serving.json`` (:func:`seapeft_monailabel.inference.load_predictor` reads it).
+        The index written to ``serving.json`` (:func:`seapeft_monailabel.quant.load_predictor` reads it).
 
     Raises:
         ValueError: unreadable model, bad roi, no labelled volume for INT8.

@@ -2,7 +2,7 @@
 
 ``--conf runtime``: ``torch`` | ``openvino`` | ``auto``; ``--conf precision``: ``fp32`` | ``int8``; their
 meaning, and every fallback to PyTorch FP32 with its reason in the predictor's ``note``, are the
-library's (:func:`seapeft_monailabel.inference.load_predictor`), so the server answers through the
+library's (:func:`seapeft_monailabel.quant.load_predictor`), so the server answers through the
 path ``seapeft predict`` and ``seapeft quantize``'s benchmark measure. A base model whose head was
 re-created for the task's labels exists only in memory, so PyTorch serves it.
 """
@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from seapeft_monailabel.inference import Predictor, load_predictor
+from seapeft_monailabel.inference import Predictor
+from seapeft_monailabel.quant import load_predictor
 
 from ..models.served import ServedModel
 

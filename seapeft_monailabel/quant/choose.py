@@ -26,11 +26,11 @@ from torch import nn
 from ..devices import resolve_device
 from ..models import NetworkSpec
 from ..peft.merged_model import load_merged_model
-from ..quant.convert import torch_weight_bytes
-from ..quant.index import INDEX, int8_check, open_converted, read_index
-from .trained import check_roi, model_entries, trained_roi, trained_spacing
-from .predictor import Predictor, openvino_predictor, torch_predictor
-from .window import OVERLAP
+from ..inference.predictor import Predictor, openvino_predictor, torch_predictor
+from ..inference.trained import check_roi, model_entries, trained_roi, trained_spacing
+from ..inference.window import OVERLAP
+from .convert import torch_weight_bytes
+from .index import INDEX, int8_check, open_converted, read_index
 
 logger = logging.getLogger(__name__)
 
