@@ -1,4 +1,5 @@
-"""The seapeft command line end to end, as a user runs it (real console script, subprocesses)."""
+"""The seapeft command line end to end, as a user runs it (the real console script in subprocesses; error lines
+of further inputs through ``cli.main`` in this process, which prints them the same way)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ SPEC = NetworkSpec(name="unet", out_channels=3, channels=(8, 16, 32), strides=(2
 
 def _run(*args, timeout=600):
     return subprocess.run([SEAPEFT, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def _run_here(capsys, *args):
+    """``seapeft ARGS`` in this process (``cli.main``; seconds less than a new interpreter), as ``_run`` reports it."""
+    from seapeft_monailabel import cli
+
+    capsys.readouterr()
+    returncode = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, returncode, captured.out, captured.err)
 
 
 @pytest.fixture(scope="module")
@@ -110,16 +121,16 @@ def test_bad_input_gets_one_clear_line(workspace, tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_unknown_names_and_settings_get_one_clear_line(workspace, tmp_path):
-    _one_error_line(_run("finetune", "--method", "head", "--images", workspace / "data", "--weights",
+def test_unknown_names_and_settings_get_one_clear_line(workspace, tmp_path, capsys):
+    _one_error_line(_run_here(capsys, "finetune", "--method", "head", "--images", workspace / "data", "--weights",
                          workspace / "base.pt", "--label-names", '["liver"]', "--out", tmp_path / "out"),
                     "--label-names", "expected a JSON object")
-    _one_error_line(_run("generate", "--site", "hospital_x", "--out", tmp_path / "data"),
+    _one_error_line(_run_here(capsys, "generate", "--site", "hospital_x", "--out", tmp_path / "data"),
                     "unknown site 'hospital_x'", "target")
-    _one_error_line(_run("bench", "--preset", "tiny", "--out", tmp_path / "bench", "--set", "audit_patchs=8"),
+    _one_error_line(_run_here(capsys, "bench", "--preset", "tiny", "--out", tmp_path / "bench", "--set", "audit_patchs=8"),
                     "unknown run setting 'audit_patchs'", "audit_patches")
-    _one_error_line(_run("bench", "--preset", "tiny", "--out", tmp_path / "bench", "--set", "max_steps=many"),
-                    "'max_steps' takes a int")
+    _one_error_line(_run_here(capsys, "bench", "--preset", "tiny", "--out", tmp_path / "bench", "--set", "max_steps=many"),
+                    "'max_steps' takes an integer like")
     assert not any((tmp_path / name).exists() for name in ("out", "data", "bench"))
 
 
@@ -139,7 +150,7 @@ def test_a_bug_shows_its_traceback(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().err == "seapeft generate: error: x.nii.gz: not 3D\n"
 
 
-def test_errors_reports_a_structure_per_model_group(workspace):
+def test_errors_reports_a_structure_per_model_group(workspace, capsys):
     done = _run("errors", "--data", workspace / "data", "--structure", "liver", "--preset", "tiny",
                 "--models", workspace / "base.pt", workspace / "b*.pt")
     assert done.returncode == 0, done.stderr
@@ -147,9 +158,10 @@ def test_errors_reports_a_structure_per_model_group(workspace):
     assert len(lines) == 2 and "(1 models x 3 volumes): liver Dice" in lines[0]
     assert lines[0].split(": ", 1)[1] == lines[1].split(": ", 1)[1]  # the same model, found by name and by glob
     assert "missed" in lines[0] and "within 7 mm of the surface" in lines[0]
-    _one_error_line(_run("errors", "--data", workspace / "data", "--structure", "spleen", "--models", workspace / "base.pt"),
+    _one_error_line(_run_here(capsys, "errors", "--data", workspace / "data", "--structure", "spleen", "--models", workspace / "base.pt"),
                     "base.pt", "no label 'spleen'")
-    _one_error_line(_run("errors", "--data", workspace / "data", "--structure", "liver", "--models", workspace / "none*.pt"),
+    _one_error_line(_run_here(capsys, "errors", "--data", workspace / "data", "--structure", "liver",
+                              "--models", workspace / "none*.pt"),
                     "none*.pt", "no model file matches")
 
 

@@ -55,6 +55,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
 
 
+#: how a --set error names the type a run setting takes
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
+
+
 def run_settings(items: list[str] | None, run_preset: str) -> dict:
     """``["key=value", ...]`` as run-setting changes, values read as YAML scalars and checked against the
     type of the preset's setting; ValueError names a malformed item, an unknown key or a wrong type."""
@@ -73,7 +77,8 @@ def run_settings(items: list[str] | None, run_preset: str) -> dict:
             value = tuple(value)
         expected = (int, float) if isinstance(default, float) else type(default)
         if default is not None and (not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool)):
-            raise ValueError(f"--set {item!r}: '{key}' takes a {type(default).__name__} like {default!r}")
+            raise ValueError(f"--set {item!r}: '{key}' takes {_KINDS.get(type(default), type(default).__name__)} "
+                             f"like {default!r}")
         changes[key] = value
     return changes
 
