@@ -239,7 +239,7 @@ def test_curve_knots_must_be_a_power_of_two_and_its_input_a_volume(toy_net):
     with pytest.raises(ValueError, match="conv: curve knots must be a power of two"):
         UnitRegistry(toy_net(), manifest_from_dict({"name": "bad", "sites": [{"pattern": "conv", "families": {"curve": ["k3"]}}]}),
                      head_names=["head"])
-    with pytest.raises(TypeError, match="mlp: an intensity curve needs a volume input"):
+    with pytest.raises(ValueError, match="mlp: an intensity curve needs a volume input"):
         UnitRegistry(toy_net(), manifest_from_dict({"name": "bad", "sites": [{"pattern": "mlp", "families": {"curve": ["k4"]}}]}),
                      head_names=["head"])
 

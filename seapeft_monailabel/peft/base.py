@@ -58,7 +58,7 @@ class PeftUnit(nn.Module, metaclass=ABCMeta):
     def __init__(self, geometry: SiteGeometry, level: str):
         super().__init__()
         if geometry.kind not in self.site_kinds:
-            raise TypeError(
+            raise ValueError(
                 f"{geometry.path}: family '{self.family}' cannot sit on a {geometry.kind} module "
                 f"(it accepts {', '.join(self.site_kinds)})")
         self.geometry = geometry

@@ -33,7 +33,7 @@ class IntensityCurveUnit(PeftUnit):
     def __init__(self, geometry: SiteGeometry, level: str):
         super().__init__(geometry, level)
         if geometry.channel_dim != 1:
-            raise TypeError(f"{geometry.path}: an intensity curve needs a volume input (B, C, D, H, W), not tokens")
+            raise ValueError(f"{geometry.path}: an intensity curve needs a volume input (B, C, D, H, W), not tokens")
         knots = self.level_value
         if knots < 1 or knots & (knots - 1):
             raise ValueError(f"{geometry.path}: curve knots must be a power of two (got {level})")

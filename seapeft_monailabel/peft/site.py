@@ -92,7 +92,7 @@ def describe_site(path: str, module: nn.Module) -> SiteGeometry:
     first_conv, last_conv = _first_last(module, (nn.Conv3d, nn.ConvTranspose3d))
     if first_conv is not None:
         return SiteGeometry(path, "container", first_conv.in_channels, last_conv.out_channels, 1, None, None, False)
-    raise TypeError(f"{path}: a {type(module).__name__} has no weights or channels a PEFT unit can adapt")
+    raise ValueError(f"{path}: a {type(module).__name__} has no weights or channels a PEFT unit can adapt")
 
 
 def channel_view(vector: torch.Tensor, channel_dim: int, ndim: int) -> torch.Tensor:
