@@ -57,6 +57,9 @@ class SearchConfig:
     prior_start: bool = True
     history: int = 5
     selection_tolerance: float = 0.001
+    #: a candidate whose predicted volume of a structure on the whole selection volume lies more than this
+    #: factor outside the labelled volumes' range cannot win (0 switches the check off; see search/plausibility)
+    selection_volume_ratio: float = 2.0
     stop_patience: int = 4
     time_limit_s: float | None = None
     seed: int = 0
@@ -78,6 +81,9 @@ class SearchConfig:
             raise ValueError(f"SearchConfig.adalora_target_ratio must be in (0, 1] (got {self.adalora_target_ratio})")
         if not 0 < self.budget_fraction < 1:
             raise ValueError(f"SearchConfig.budget_fraction must be in (0, 1) (got {self.budget_fraction})")
+        if self.selection_volume_ratio and self.selection_volume_ratio <= 1:
+            raise ValueError(f"SearchConfig.selection_volume_ratio must be 0 (off) or > 1 "
+                             f"(got {self.selection_volume_ratio})")
         if len(self.patch_size) != 3:
             raise ValueError(f"SearchConfig.patch_size must have 3 values (got {self.patch_size})")
 

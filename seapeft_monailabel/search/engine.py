@@ -119,7 +119,8 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
         events = EventLog(staging / "events.jsonl" if staging is not None else None)
         try:
             episode = SearchEpisode(registry, support, audit_item, config, n_classes=len(labels), shots=len(support),
-                                    events=events, device=device, progress=progress, refine_data=items, ctx=ctx)
+                                    events=events, device=device, progress=progress, refine_data=items, ctx=ctx,
+                                    label_names=[n for n, i in sorted(labels.items(), key=lambda kv: kv[1]) if i])
             outcome = episode.run()
             result = _result("sea-peft", registry, outcome.chosen, episode.budget, len(support), out_dir, started,
                              selection_dice=outcome.selection_dice, head_only_dice=outcome.head_only_dice,
@@ -127,8 +128,7 @@ def run_search(datalist: Sequence[dict], network: nn.Module, *, spec: NetworkSpe
                              search_steps=outcome.search_steps, refine_steps=outcome.refine_steps)
             details = {"processes": ctx.world_size, "audit_volume": audit_item["image"],
                        "support": [i["image"] for i in support],
-                       "candidates": [{"source": c.source, "dice": c.dice, "cost": c.cost, "units": list(c.units)}
-                                      for c in outcome.candidates]}
+                       "candidates": [{**c.__dict__, "units": list(c.units)} for c in outcome.candidates]}
             if staging is not None:
                 _write_outputs(staging, registry, result, spec, labels, events, config, details)
         finally:

@@ -25,6 +25,7 @@ from .distributed import DistContext
 from .estimator import UtilityEstimator
 from .events import EventLog
 from .patches import PatchStream, audit_patches
+from .plausibility import PlausibilityCheck
 from .probes import ProbeProposer
 from .saliency import saliency_prior
 from .sampler import AuditSampler
@@ -41,7 +42,10 @@ class Candidate:
     source: str
     units: tuple[str, ...]
     cost: int
-    dice: float | None = None
+    dice: float | None = None  # soft Dice on the audit (selection) patches
+    volume_dice: float | None = None  # hard Dice on the whole selection volume (mean over structures)
+    plausible: bool = True  # predicted structure volumes within the labelled range (search/plausibility)
+    implausible: str | None = None  # why not
 
 
 @dataclass
@@ -105,7 +109,7 @@ class SearchEpisode:
     def __init__(self, registry: UnitRegistry, support: Sequence[dict], audit_item: dict, config: SearchConfig,
                  n_classes: int, shots: int, events: EventLog, device, progress: Progress | None = None,
                  refine_data: Sequence[dict] | None = None, auditor: Auditor | None = None,
-                 ctx: DistContext = DistContext()):
+                 ctx: DistContext = DistContext(), label_names: Sequence[str] | None = None):
         self.registry = registry
         self.config = config
         self.events = events
@@ -114,6 +118,9 @@ class SearchEpisode:
         self.ctx = ctx
         self.shots = shots
         self.support = list(support)
+        self.audit_item = audit_item
+        self.n_classes = n_classes
+        self.label_names = label_names
         self.refine_data = list(refine_data) if refine_data is not None else self.support + [audit_item]
         self.budget = config.resolve_budget(registry.backbone_parameters)
         if auditor is None:
@@ -276,16 +283,33 @@ class SearchEpisode:
 
     def _select(self) -> list[Candidate]:
         candidates = self._decide(self._candidates)
+        check = self._plausibility()
         for c in candidates:
             c.dice = self.auditor.dice(c.units)
-        # rank by Dice, then by fewer parameters; Dice within the tolerance of the best counts as a tie,
-        # since differences that small on a few audit patches are noise, not evidence
-        best = max(c.dice for c in candidates)
+            if check is not None:
+                verdict = check(c.units)
+                c.volume_dice = sum(verdict.dice) / len(verdict.dice)
+                c.plausible, c.implausible = verdict.plausible, verdict.why
+        # plausible sets first (all compete when none is); then by Dice, then by fewer parameters: Dice
+        # within the tolerance of the best counts as a tie, since differences that small on a few audit
+        # patches are noise, not evidence
+        competing = [c for c in candidates if c.plausible] or candidates
+        best = max(c.dice for c in competing)
         tolerance = self.config.selection_tolerance
-        candidates.sort(key=lambda c: (c.dice < best - tolerance, c.cost if c.dice >= best - tolerance else 0,
-                                       -c.dice, c.units))
-        self.events.write("selection", candidates=[c.__dict__ for c in candidates])
+        candidates.sort(key=lambda c: (not c.plausible, c.dice < best - tolerance,
+                                       c.cost if c.dice >= best - tolerance else 0, -c.dice, c.units))
+        self.events.write("selection", candidates=[c.__dict__ for c in candidates],
+                          all_implausible=not any(c.plausible for c in candidates))
         return candidates
+
+    def _plausibility(self) -> PlausibilityCheck | None:
+        """The whole-volume check of the final candidates (None when switched off)."""
+        cfg = self.config
+        if not cfg.selection_volume_ratio:
+            return None
+        return PlausibilityCheck(self.registry, self.audit_item, self.refine_data, self.n_classes, cfg.patch_size,
+                                 cfg.spacing, cfg.selection_volume_ratio, device=self.device,
+                                 label_names=self.label_names)
 
     # ----------------------------------------------------------------- run
     def _stream(self, data: Sequence[dict], seed: int):
