@@ -229,8 +229,8 @@ def test_set_changes_run_settings_and_survives_the_command_line():
 @pytest.mark.parametrize("item, message", [
     ("audit_patches", "expected KEY=VALUE"),
     ("audit_patch=8", "unknown run setting 'audit_patch'"),
-    ("audit_patches=many", "'audit_patches' takes a int"),
-    ("prior_start=1", "'prior_start' takes a bool"),
+    ("audit_patches=many", "'audit_patches' takes an integer like 4"),
+    ("prior_start=1", "'prior_start' takes true or false"),
     ("audit_patches=0", "audit_patches must be >= 1"),
 ])
 def test_set_rejects_bad_items_naming_them(item, message):

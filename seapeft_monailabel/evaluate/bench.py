@@ -111,6 +111,8 @@ def run_job(job: dict) -> dict:
         "volumes": [i["id"] for i in job["volumes"]],
         "support": [ids[image] for image in summary["support"]],
         "selection": ids[summary["audit_volume"]],
+        # SEA-PEFT: the chosen set's Dice on the whole selection volume (the patch Dice is selection_dice)
+        "selection_volume_dice": (summary.get("candidates") or [{}])[0].get("volume_dice"),
         "test": [i["id"] for i in job["test"]],
         "head_parameters": head,
         "trainable": result.cost + head,

@@ -132,6 +132,33 @@ def _per_volume_lines(results: dict, summary: dict, order: list[str], tag: dict[
     return lines
 
 
+def _selection_lines(results: dict) -> list[str]:
+    """SEA-PEFT's own verdict on its choice (selection patches, whole selection volume) beside its test Dice,
+    run by run: how far the selection can be trusted. Records made before the whole-volume check have no
+    selection-volume Dice; the column is left out when none has it."""
+    runs = sorted((r for r in results["runs"] if r["job"]["method"] == SEARCH),
+                  key=lambda r: (r["job"]["shots"], r["job"]["fold"]))
+    if not runs:
+        return []
+    whole = any(r.get("selection_volume_dice") is not None for r in runs)
+
+    def cell(value):
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    lines = ["", "SEA-PEFT's selection against the test (mean Dice x 100 over structures; selection patches: the "
+             "audit's soft Dice that ranked the candidates; "
+             + ("selection volume: the chosen set on the whole selection volume; " if whole else "")
+             + "test: the held-out volumes):", "",
+             "| shots | fold | selection volume id | selection patches | " + ("selection volume | " if whole else "")
+             + "test | test - patches |",
+             "|---" * (6 + whole) + "|"]
+    for r in runs:
+        lines.append(f"| {r['job']['shots']} | {r['job']['fold']} | {r['selection']} | {cell(r['selection_dice'])} | "
+                     + (f"{cell(r.get('selection_volume_dice'))} | " if whole else "")
+                     + f"{cell(r['dice']['mean'])} | {100 * (r['dice']['mean'] - r['selection_dice']):+.1f} |")
+    return lines
+
+
 def markdown(results: dict, summary: dict) -> str:
     """The result tables and the goals check as Markdown."""
     shots = [str(k) for k in results["preset"]["shots"]]
@@ -168,6 +195,7 @@ def markdown(results: dict, summary: dict) -> str:
         for k, stat in methods[m]["per_shot"].items():
             lines.append(f"| {m} | {k} | " + " | ".join(_cell(stat[s]) for s in structures + ["mean"]) + " |")
     lines += _per_volume_lines(results, summary, order, tag)
+    lines += _selection_lines(results)
     g = summary["goals"]
     if g:
         lines += ["", "Goals:", ""]
