@@ -42,8 +42,11 @@ def audit_registry():
 
 
 def planted_config():
+    """The planted problem's settings; its Dice is scripted, so the whole-volume check of the real (untrained)
+    network would judge something else: it is off."""
     return preset("tiny", max_steps=240, probe_every=1, audit_every=2, allocate_every=2, budget=240,
-                  probe_fraction=0.6, patch_size=(16, 16, 16), refine_steps=2, stop_patience=1000)
+                  probe_fraction=0.6, patch_size=(16, 16, 16), refine_steps=2, stop_patience=1000,
+                  selection_volume_ratio=0)
 
 
 @pytest.fixture(scope="module")

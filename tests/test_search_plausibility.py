@@ -66,15 +66,19 @@ def test_a_set_that_labels_the_background_is_implausible(monkeypatch):
 def test_search_records_whole_volume_dice_and_prefers_plausible_sets(tmp_path, monkeypatch):
     """Every candidate carries its whole-volume verdict; an implausible one loses even with the best patch Dice."""
     datalist = make_datalist("sample-data")[:3]
+    torch.manual_seed(0)
     network = build_network(SPEC)
     implausible = set()
     real_call = PlausibilityCheck.__call__
 
     def verdict(self, names):
         result = real_call(self, names)
-        if tuple(sorted(names)):  # every set with units: declared implausible, so the head alone must win
+        # every set with units declared implausible, the head alone plausible: the head alone must win
+        if tuple(sorted(names)):
             implausible.add(tuple(sorted(names)))
             result.plausible, result.why = False, "test: declared implausible"
+        else:
+            result.plausible, result.why = True, None
         return result
 
     monkeypatch.setattr(PlausibilityCheck, "__call__", verdict)

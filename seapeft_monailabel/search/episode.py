@@ -286,8 +286,10 @@ class SearchEpisode:
         check = self._plausibility()
         for c in candidates:
             c.dice = self.auditor.dice(c.units)
-            if check is not None:
-                verdict = check(c.units)
+        if check is not None:
+            # every rank segments (the network runs on all of them); rank 0's verdicts decide for all
+            verdicts = self.ctx.broadcast([check(c.units) for c in candidates])
+            for c, verdict in zip(candidates, verdicts):
                 c.volume_dice = sum(verdict.dice) / len(verdict.dice)
                 c.plausible, c.implausible = verdict.plausible, verdict.why
         # plausible sets first (all compete when none is); then by Dice, then by fewer parameters: Dice
