@@ -6,7 +6,9 @@ Task configs are the ``TaskConfig`` classes in ``lib/configs`` (``--conf models 
 today one: ``seapeft``). Every other ``--conf`` key is described in ``lib/configs/conf.py`` and the
 README. The app is a thin layer: training is ``seapeft_monailabel.search.run_search``, model loading is
 ``seapeft_monailabel.models.load_base_model`` / ``seapeft_monailabel.peft.load_merged_model``.
-Construction reads no weights (MONAI Label builds the app again in every training subprocess).
+Construction reads no weights (MONAI Label builds the app again in every training subprocess). With
+``--conf sites``, :meth:`SeaPeftApp.infer` names each request's site (``lib.sites.resolve``) before the
+task runs, so the task answers with that site's adapter.
 """
 
 from __future__ import annotations
@@ -18,8 +20,10 @@ import os
 import lib.configs
 from lib.datastore.checked import CheckedDatastore, datastore_extensions
 from lib.datastore.dicomweb import dicomweb_datastore, put_venv_on_path, search_filter
+from lib.errors import BAD_INPUT, http_error
 from lib.infers.batch import SeaPeftBatchInfer
 from lib.routes import add_report_route
+from lib.sites.names import SiteNameError
 from monailabel.config import settings
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.datastore import Datastore
@@ -64,6 +68,7 @@ class SeaPeftApp(MONAILabelApp):
         # /info "labels": foreground names in index order, a list as in MONAI Label's sample apps (OHIF's
         # panel appends to it); the name -> index mapping is under /info "seapeft" <task> "labels"
         names = [name for name, index in sorted(self.task_labels.items(), key=lambda kv: kv[1]) if index]
+        self.sites = next(iter(self.task_configs.values())).sites  # one --conf, so one site rule for every task
         super().__init__(app_dir=app_dir, studies=studies, conf=conf, name="SEA-PEFT",
                          description="Few-shot adaptation of a pretrained 3D segmentation model with SEA-PEFT",
                          version=VERSION, labels=names)
@@ -77,10 +82,18 @@ class SeaPeftApp(MONAILabelApp):
             self._download_dcmqi_tools()  # MONAI Label's check: a no-op when the tool is on PATH
             conf_filters = [c.app_conf.dicomweb_search_filter for c in self.task_configs.values()]
             return dicomweb_datastore(self.studies, search_filter(next(filter(None, conf_filters), None)))
-        return CheckedDatastore(self.studies, task_labels=self.task_labels,
+        return CheckedDatastore(self.studies, task_labels=self.task_labels, sites=self.sites.enabled,
                                 extensions=datastore_extensions(settings.MONAI_LABEL_DATASTORE_FILE_EXT),
                                 auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                                 read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+
+    def infer(self, request, datastore=None):
+        """MONAI Label's infer, with the request's site named first (``site``, ``site_source``; HTTP 400 when unsafe)."""
+        try:
+            site = self.sites.of_request(request, datastore or self.datastore())
+        except SiteNameError as err:
+            raise http_error(BAD_INPUT, str(err)) from None
+        return super().infer({**request, "site": site.name, "site_source": site.source}, datastore)
 
     def init_infers(self):
         return {k: v for config in self.task_configs.values() for k, v in config.infer().items()}

@@ -17,6 +17,11 @@ Keys (all optional; the README's "The MONAI Label app" section documents them fo
                  default: on a small CPU machine the scoring subprocess slows the user's inference)
 ``multi_gpu``    ``false`` | ``true``: with more than one CUDA device, training runs under ``torchrun`` with
                  one process per GPU (see :mod:`lib.trainers.distributed`)
+``sites``        ``none`` (one served model for every image) | ``auto`` (each image's site from its DICOM
+                 InstitutionName / StationName / Manufacturer, else the ``site`` field of its datastore info) |
+                 a JSON object ``{"image id": "site", ...}`` (those images; the others as ``auto``); see
+                 :mod:`lib.sites`
+``site_cache``   site models kept loaded at once (least recently used evicted; default 4)
 ``dicomweb_search_filter`` JSON QIDO-RS series filter for a DICOMweb ``--studies`` (default: the
                  ``MONAI_LABEL_DICOMWEB_SEARCH_FILTER`` environment variable when it is not MONAI Label's
                  default of CT only, else ``{"Modality": "CT,MR"}``)
@@ -27,6 +32,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from ..sites.names import SiteNameError, safe_site_name
 
 #: The target site's task (sample-data/dataset.json).
 DEFAULT_LABELS = {"background": 0, "liver": 1, "gallbladder": 2}
@@ -102,6 +109,23 @@ def parse_filter(text: str | None) -> dict | None:
     return value
 
 
+def parse_sites(text: str | None) -> tuple[str, dict[str, str]]:
+    """``none`` | ``auto`` | JSON ``{"image id": "site"}`` -> (mode, {image id: safe site name}); empty -> none."""
+    value = (text or "none").strip()
+    if value.lower() in ("none", "auto"):
+        return value.lower(), {}
+    try:
+        mapping = json.loads(value)
+    except ValueError:
+        mapping = None
+    if not isinstance(mapping, dict) or not all(isinstance(v, str) for v in mapping.values()):
+        raise ConfError(f"--conf sites: expected none, auto or a JSON object {{\"image id\": \"site\"}}, got {value!r}")
+    try:
+        return "auto", {str(k): safe_site_name(v, f"--conf sites, image {k}") for k, v in mapping.items()}
+    except SiteNameError as err:
+        raise ConfError(str(err)) from None
+
+
 def _number(conf: dict, key: str, kind: type, low: float | None = None):
     if conf.get(key) in (None, ""):
         return None
@@ -133,6 +157,9 @@ class AppConf:
     auto_scoring: bool = False
     multi_gpu: bool = False
     dicomweb_search_filter: dict | None = None
+    sites: str = "none"
+    site_map: dict[str, str] = field(default_factory=dict)
+    site_cache: int = 4
 
     @classmethod
     def from_conf(cls, conf: dict[str, str], app_dir: str | Path) -> AppConf:
@@ -147,6 +174,7 @@ class AppConf:
             ("seed", _number(conf, "seed", int, 0)),
         ) if value is not None}
         overlap = _number(conf, "overlap", float, 0.0)
+        sites, site_map = parse_sites(conf.get("sites"))
         if overlap is not None and overlap >= 1:
             raise ConfError(f"--conf overlap: must be in [0, 1), got {overlap}")
         return cls(
@@ -165,4 +193,7 @@ class AppConf:
             auto_scoring=_flag(conf, "auto_scoring"),
             multi_gpu=_flag(conf, "multi_gpu"),
             dicomweb_search_filter=parse_filter(conf.get("dicomweb_search_filter")),
+            sites=sites,
+            site_map=site_map,
+            site_cache=_number(conf, "site_cache", int, 1) or 4,
         )

@@ -1,4 +1,5 @@
-"""TaskConfig ``seapeft``: one served model, its SEA-PEFT trainer, uncertainty strategy and Dice scoring.
+"""TaskConfig ``seapeft``: the served models (shared, and per site with ``--conf sites``), the SEA-PEFT
+trainer, uncertainty strategy and Dice scoring (these two with the shared model).
 
 Construction is cheap (the training subprocess builds the app again): it parses the conf and creates
 the tasks; no weights are read until the first inference or training run.
@@ -14,9 +15,10 @@ from ..activelearning.uncertainty import Uncertainty
 from ..infers.explanation import SeaPeftExplanation
 from ..infers.predictor import PredictorPicker
 from ..infers.segmentation import SeaPeftSegmentation
-from ..models.published import read_pointer
-from ..models.served import ModelStore
+from ..models.published import adapter_summary, read_pointer
+from ..models.sites import SiteModels, known_sites, site_dir
 from ..scoring.dice import PredictionDice
+from ..sites.resolve import SiteResolver
 from ..trainers.seapeft import SeaPeftTrain
 from ..trainers.stats import read_stats
 from .conf import AppConf
@@ -30,20 +32,22 @@ class SeaPeft(TaskConfig):
         self.app_conf = AppConf.from_conf(conf, Path(model_dir).parent)
         self.labels = dict(self.app_conf.labels)
         self.path = Path(model_dir) / name
-        self.store = ModelStore(self.app_conf, self.path)
-        self.picker = PredictorPicker(self.app_conf.runtime, self.app_conf.precision)
+        self.sites = SiteResolver(self.app_conf.sites, self.app_conf.site_map)
+        self.models = SiteModels(self.app_conf, self.path, self.app_conf.site_cache if self.sites.enabled else 0)
+        self.store = self.models.shared
+        self.picker = PredictorPicker(self.app_conf.runtime, self.app_conf.precision, self.models.capacity + 1)
 
     def infer(self):
         segmentation = SeaPeftSegmentation(
-            self.store, self.picker, self.labels, self.app_conf.overlap,
+            self.models, self.picker, self.labels, self.app_conf.overlap,
             "Segmentation by the latest published SEA-PEFT adapted model, else the base model")
         explanation = SeaPeftExplanation(
-            self.store, self.app_conf.overlap,
+            self.models, self.app_conf.overlap,
             "Grad-CAM of one structure of the served model (params: structure, layer), as saliency bands")
         return {self.name: segmentation, f"{self.name}_explain": explanation}
 
     def trainer(self):
-        return SeaPeftTrain(self.app_conf, self.path,
+        return SeaPeftTrain(self.app_conf, self.path, self.sites,
                             "SEA-PEFT: search and train PEFT units on the labelled images, publish atomically")
 
     def strategy(self):
@@ -53,20 +57,25 @@ class SeaPeft(TaskConfig):
         return {"dice": PredictionDice(self.store, self.picker, self.app_conf.overlap)}
 
     def describe(self) -> dict:
-        """For /info: the served model, the current adapter configuration and the last run (no model is loaded)."""
+        """For /info: the served model, the current adapter configuration, the sites and the last run (no model
+        is loaded)."""
         pointer = read_pointer(self.path)
         stats = read_stats(self.path)
         out = {"base_model": str(self.app_conf.base_model), "base_model_exists": self.app_conf.base_model.exists(),
                "labels": self.labels, "runtime": self.app_conf.runtime, "precision": self.app_conf.precision,
                "served": "adapted" if pointer else "base", "last_run": stats or None}
         if pointer:
-            out["adapter"] = {
-                "run": pointer["run"], "id": f"adapted:{pointer['run']}:{pointer['sha256'][:12]}",
-                "sha256": pointer["sha256"], "units": pointer["units"], "unit_costs": pointer["unit_costs"],
-                "cost": pointer["cost"], "budget": pointer["budget"],
-                "backbone_parameters": pointer["backbone_parameters"], "shots": pointer["shots"],
-                "validation_dice": pointer["selection_dice"], "head_only_dice": pointer["head_only_dice"],
-                "published_at": pointer["published_at"], "serving": pointer.get("serving"),
-                "report": pointer["report"],
-                "report_url": f"/seapeft/report.png?model={self.name}"}
+            out["adapter"] = {**adapter_summary(pointer), "report_url": f"/seapeft/report.png?model={self.name}"}
+        if self.sites.enabled:
+            out["sites"] = {"rule": self.app_conf.sites, "cache": self.models.capacity, "loaded": self.models.loaded(),
+                            "sites": {site: self._describe_site(site) for site in known_sites(self.path)}}
         return out
+
+    def _describe_site(self, site: str) -> dict:
+        """A trained site: its published adapter (None before one) with file sizes, and its report's URL."""
+        folder = site_dir(self.path, site)
+        pointer = read_pointer(folder)
+        if pointer is None:
+            return {"adapter": None}
+        return {"adapter": {**adapter_summary(pointer, folder),
+                            "report_url": f"/seapeft/report.png?model={self.name}&site={site}"}}

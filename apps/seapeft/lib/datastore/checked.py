@@ -6,7 +6,8 @@ checked first (HTTP 400 naming the image, the file as it would be stored and the
 in the datastore changes when a check fails. ``final`` labels (the ones training uses) get the full
 check; other tags (e.g. saved predictions, ``original``) may be empty but must still fit their image.
 Images and labels may be in any format the library reads (NIfTI, NRRD, MetaImage), a label in another
-format than its image.
+format than its image. With sites on, a ``site`` the client puts in an image's info (on upload or with
+``PUT /datastore/image/info``) must make a safe folder name (:mod:`lib.sites.names`), else HTTP 400.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from monailabel.datastore.local import LocalDatastore
 
 from seapeft_monailabel.data.volumes import VOLUME_EXTENSIONS
 
-from ..errors import NOT_FOUND, http_error
+from ..errors import BAD_INPUT, NOT_FOUND, http_error
+from ..sites.names import SiteNameError, safe_site_name
+from ..sites.resolve import INFO_FIELD
 from .checks import check_image, check_label, check_same_grid
 
 FINAL = "final"
@@ -33,14 +36,29 @@ def datastore_extensions(configured: list[str]) -> list[str]:
 class CheckedDatastore(LocalDatastore):
     """``LocalDatastore`` whose ``add_image`` and ``save_label`` validate their input first."""
 
-    def __init__(self, *args, task_labels: dict[str, int], **kwargs):
+    def __init__(self, *args, task_labels: dict[str, int], sites: bool = False, **kwargs):
         self.task_labels = dict(task_labels)
+        self.sites = sites
         super().__init__(*args, **kwargs)
 
     def add_image(self, image_id: str, image_filename: str, image_info: dict[str, Any]) -> str:
         image_id = image_id or self._to_id(os.path.basename(image_filename))[0]
+        self._check_site(image_id, image_info)
         check_image(image_filename, self._stored_as(image_filename, self._datastore.images_dir, image_id))
         return super().add_image(image_id, image_filename, image_info)
+
+    def update_image_info(self, image_id: str, info: dict[str, Any]) -> None:
+        self._check_site(image_id, info)
+        return super().update_image_info(image_id, info)
+
+    def _check_site(self, image_id: str, info: dict[str, Any] | None) -> None:
+        """HTTP 400 when sites are on and ``info`` names a site that makes no safe folder name."""
+        value = (info or {}).get(INFO_FIELD)
+        if self.sites and value not in (None, ""):
+            try:
+                safe_site_name(value, f"'{INFO_FIELD}' in the info of image '{image_id}'")
+            except SiteNameError as err:
+                raise http_error(BAD_INPUT, f"image info rejected: {err}") from None
 
     def save_label(self, image_id: str, label_filename: str, label_tag: str, label_info: dict[str, Any]) -> str:
         if image_id not in self.list_images():

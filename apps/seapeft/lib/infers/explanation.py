@@ -25,7 +25,7 @@ from seapeft_monailabel.explain import (
 )
 
 from ..errors import BAD_INPUT, http_error
-from ..models.served import ModelStore
+from ..models.sites import SiteModels
 from .predictor import PredictorPicker
 from .segmentation import SeaPeftSegmentation
 
@@ -38,8 +38,8 @@ BANDS = {"background": 0, **{f"saliency {int(100 * lo)}-{int(100 * hi)}%": i + 1
 class SeaPeftExplanation(SeaPeftSegmentation):
     """Grad-CAM of one structure of the model the segmentation task serves (always PyTorch FP32)."""
 
-    def __init__(self, store: ModelStore, overlap: float, description: str):
-        super().__init__(store, PredictorPicker("torch", "fp32"), BANDS, overlap, description)
+    def __init__(self, models: SiteModels, overlap: float, description: str):
+        super().__init__(models, PredictorPicker("torch", "fp32", models.capacity + 1), BANDS, overlap, description)
         self._asked = threading.local()
 
     def info(self) -> dict:

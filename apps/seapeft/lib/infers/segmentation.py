@@ -8,7 +8,9 @@ orientation/spacing transforms brings the logits back to the original image's gr
 argmax and uint8, written on the input's grid in its format (NRRD in, NRRD out). The response names
 the labels and the model that answered (``model``: kind, id, SHA-256; ``runtime``: engine, precision,
 window), and carries a ``warning`` naming the labels the base model never learnt when it answers with
-a head created fresh for them.
+a head created fresh for them. With sites (``--conf sites``), the request's ``site`` (named by the app
+from the image, :mod:`lib.sites.resolve`) picks the site's adapted model, else the shared one
+(:mod:`lib.models.sites`), and the response's ``site`` says which answered.
 """
 
 from __future__ import annotations
@@ -35,8 +37,10 @@ from seapeft_monailabel.inference import Predictor
 from seapeft_monailabel.models import WeightLoadError
 
 from ..datastore.checks import check_image
-from ..errors import SERVER_FAULT, http_error
-from ..models.served import ModelStore, ServedModel
+from ..errors import BAD_INPUT, SERVER_FAULT, http_error
+from ..models.served import ServedModel
+from ..models.sites import SiteModels
+from ..sites.names import SiteNameError, safe_site_name
 from .predictor import PredictorPicker
 
 logger = logging.getLogger(__name__)
@@ -48,14 +52,24 @@ def untrained_warning(served: ServedModel) -> str:
             "freshly created, so those labels are noise until a training run publishes an adapted model")
 
 
-class SeaPeftSegmentation(BasicInferTask):
-    """``BasicInferTask`` over :class:`ModelStore`; one request sees one model from start to end."""
+def site_answer(site: str | None, source: str | None, served: ServedModel) -> dict:
+    """The response's ``site``: the request's site, where its name came from, and which model answered."""
+    if site is not None and served.site == site:
+        answered = f"the adapter of site {site}"
+    else:
+        shared = "the base model" if served.kind == "base" else "the shared adapted model"
+        answered = f"{shared} (site {site} has no published adapter)" if site else f"{shared} (no site)"
+    return {"name": site, "source": source, "adapter": site is not None and served.site == site, "served": answered}
 
-    def __init__(self, store: ModelStore, picker: PredictorPicker, labels: dict[str, int], overlap: float,
+
+class SeaPeftSegmentation(BasicInferTask):
+    """``BasicInferTask`` over :class:`SiteModels`; one request sees one model from start to end."""
+
+    def __init__(self, models: SiteModels, picker: PredictorPicker, labels: dict[str, int], overlap: float,
                  description: str):
         super().__init__(path=None, network=None, type=InferType.SEGMENTATION, labels=dict(labels), dimension=3,
                          description=description, config={"sw_overlap": overlap})
-        self.store = store
+        self.models = models
         self.picker = picker
         self._request = threading.local()
 
@@ -69,11 +83,11 @@ class SeaPeftSegmentation(BasicInferTask):
         window and measured INT8 Dice drop of the model that answered the last request (None before one).
         """
         info = super().info()
-        pointer = self.store.published()
+        pointer = self.models.published()
+        base_model = self.models.conf.base_model
         info["served"] = ({"kind": "adapted", "id": f"adapted:{pointer['run']}:{pointer['sha256'][:12]}",
                            "run": pointer["run"], "sha256": pointer["sha256"]} if pointer else
-                          {"kind": "base", "path": str(self.store.conf.base_model),
-                           "exists": self.store.conf.base_model.exists()})
+                          {"kind": "base", "path": str(base_model), "exists": base_model.exists()})
         info["runtime"] = {"runtime": self.picker.runtime, "precision": self.picker.precision,
                            "answering": self.picker.answering()}
         return info
@@ -83,7 +97,10 @@ class SeaPeftSegmentation(BasicInferTask):
         if isinstance(image, str):
             check_image(image, image)
         try:
-            served = self.store.current()
+            site = safe_site_name(request["site"], "request parameter 'site'") if request.get("site") else None
+            served = self.models.current(site)
+        except SiteNameError as err:
+            raise http_error(BAD_INPUT, str(err)) from None
         except WeightLoadError as err:
             raise http_error(SERVER_FAULT, f"no model to answer with: {err}") from None
         predictor = self.picker(served)
@@ -96,6 +113,8 @@ class SeaPeftSegmentation(BasicInferTask):
         result_json["runtime"] = predictor.describe()
         if served.untrained_labels:
             result_json["warning"] = untrained_warning(served)
+        if self.models.conf.sites != "none":
+            result_json["site"] = site_answer(site, request.get("site_source"), served)
         return result_file, result_json
 
     @property

@@ -26,6 +26,9 @@ from seapeft_monailabel.search import RUN_FILES
 POINTER = "published.json"
 RUNS = "runs"
 STATS = "train_stats.json"
+#: Files of a run whose sizes /info reports: the adapter files (the library's safetensors pair when the run
+#: wrote it, and adapters.pt) and the merged model.
+SIZED_FILES = ("adapter_model.safetensors", "adapter_config.json", "adapters.pt", "model.pt")
 
 
 def read_pointer(model_dir: str | Path) -> dict | None:
@@ -51,6 +54,23 @@ def publish(model_dir: str | Path, run_id: str, record: dict) -> dict:
     pointer = {"run": run_id, "model": f"{RUNS}/{run_id}/model.pt", "sha256": file_sha256(model_file), **record}
     write_json_atomic(Path(model_dir) / POINTER, pointer)
     return pointer
+
+
+def adapter_summary(pointer: dict, model_dir: str | Path | None = None) -> dict:
+    """What /info says about a published run: units, costs, Dice, report; with ``model_dir`` (the pointer's
+    folder), the sizes in bytes of the run's :data:`SIZED_FILES`."""
+    out = {"run": pointer["run"], "id": f"adapted:{pointer['run']}:{pointer['sha256'][:12]}",
+           "sha256": pointer["sha256"], "units": pointer["units"], "unit_costs": pointer["unit_costs"],
+           "cost": pointer["cost"], "budget": pointer["budget"],
+           "backbone_parameters": pointer["backbone_parameters"], "shots": pointer["shots"],
+           "validation_dice": pointer["selection_dice"], "head_only_dice": pointer["head_only_dice"],
+           "published_at": pointer["published_at"], "serving": pointer.get("serving"), "report": pointer["report"]}
+    if pointer.get("site"):
+        out["site"] = pointer["site"]
+    if model_dir is not None:
+        run_dir = Path(model_dir) / RUNS / pointer["run"]
+        out["sizes"] = {name: (run_dir / name).stat().st_size for name in SIZED_FILES if (run_dir / name).is_file()}
+    return out
 
 
 def remove_incomplete_runs(model_dir: str | Path) -> list[str]:

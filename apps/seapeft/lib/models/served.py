@@ -4,7 +4,8 @@
 checks the publish pointer's stamp on every call (one ``stat``) and reloads when a training run has
 published, so a new model is picked up without a restart. A published model that is missing,
 corrupt, altered (checksum) or made for other labels is not served: the base model answers instead,
-with one log line and a note in the response saying why.
+with one log line and a note in the response saying why. A site's store (``serve_base=False``, see
+:mod:`.sites`) answers None instead of loading a base model of its own, and the shared one answers.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class ServedModel:
     untrained_labels: tuple[str, ...] = ()  # labels whose head row was created fresh: their output is noise
     adapter: dict | None = None
     note: str | None = None
+    site: str | None = None  # the site whose adapter this is (None: the shared model)
 
     def describe(self) -> dict:
         """JSON-ready identity for responses and /info."""
@@ -59,19 +61,28 @@ class ServedModel:
             out["adapter"] = self.adapter
         if self.note:
             out["note"] = self.note
+        if self.site:
+            out["site"] = self.site
         return out
 
 
 class ModelStore:
-    """Loads and caches the served model; thread-safe; reloads after a new publish."""
+    """Loads and caches the served model; thread-safe; reloads after a new publish.
 
-    def __init__(self, conf: AppConf, model_dir: str | Path):
+    ``site``: the site whose ``model_dir`` this is (None: the shared one); ``serve_base`` False: no base
+    model is loaded here, :meth:`current` answers None while nothing servable is published (``note`` says why).
+    """
+
+    def __init__(self, conf: AppConf, model_dir: str | Path, site: str | None = None, serve_base: bool = True):
         self.conf = conf
         self.model_dir = Path(model_dir)
+        self.site = site
+        self.serve_base = serve_base
         self.device = str(resolve_device(conf.device))
         self._lock = threading.Lock()
         self._stamp: tuple | None = None
         self._served: ServedModel | None = None
+        self.note: str | None = None
 
     def _base_stamp(self) -> tuple | None:
         try:
@@ -80,30 +91,32 @@ class ModelStore:
             return None
         return st.st_mtime_ns, st.st_size
 
-    def current(self) -> ServedModel:
-        """The model to answer with now (loads on first use and after every publish).
+    def current(self) -> ServedModel | None:
+        """The model to answer with now (loads on first use and after every publish); None only with
+        ``serve_base`` False and nothing servable published.
 
         Raises:
             WeightLoadError: the base model is needed and cannot be loaded (message names the file).
         """
         with self._lock:
             stamp = (pointer_stamp(self.model_dir), self._base_stamp())
-            if self._served is None or stamp != self._stamp:
-                self._served = self._load()
+            if stamp != self._stamp:
+                self._served, self.note = self._load()
                 self._stamp = stamp
-                logger.info(f"Serving {self._served.kind} model {self._served.model_id} ({self._served.path})")
+                if self._served is not None:
+                    logger.info(f"Serving {self._served.kind} model {self._served.model_id} ({self._served.path})")
             return self._served
 
-    def _load(self) -> ServedModel:
+    def _load(self) -> tuple[ServedModel | None, str | None]:
         pointer = read_pointer(self.model_dir)
         note = None
         if pointer is not None:
             try:
-                return self._load_adapted(pointer)
+                return self._load_adapted(pointer), None
             except (OSError, ValueError, KeyError) as err:
                 note = f"published model not served ({err}); serving the base model"
                 logger.error(note)
-        return self._load_base(note)
+        return (self._load_base(note) if self.serve_base else None), note
 
     def _load_adapted(self, pointer: dict) -> ServedModel:
         path = self.model_dir / pointer["model"]
@@ -117,7 +130,7 @@ class ModelStore:
         spacing = pointer.get("spacing")
         return ServedModel(network.to(self.device), meta["network"]["name"], "adapted",
                            f"adapted:{pointer['run']}:{digest[:12]}", digest, str(path), labels, tuple(pointer["patch_size"]),
-                           tuple(spacing) if spacing else None, self.device, adapter=pointer)
+                           tuple(spacing) if spacing else None, self.device, adapter=pointer, site=self.site)
 
     def _load_base(self, note: str | None) -> ServedModel:
         base = load_base(self.conf)
