@@ -15,8 +15,8 @@ import pytest
 import torch
 import yaml
 
-from seapeft_monailabel.models import NetworkSpec, build_network, head_module_names, save_model_file
-from seapeft_monailabel.peft import UnitRegistry, load_merged_model
+from seapeft_monailabel.models import NetworkSpec, build_network, save_model_file
+from seapeft_monailabel.peft import load_adapter_files, load_merged_model, read_adapter_config
 
 SEAPEFT = str(Path(sys.executable).with_name("seapeft"))
 LABELS = {"background": 0, "liver": 1, "gallbladder": 2}
@@ -53,22 +53,20 @@ def test_search_writes_every_output(workspace):
                 "--preset", "tiny")
     assert done.returncode == 0, done.stderr
     assert "SEA-PEFT chose" in done.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["adapters.pt", "config.yaml", "events.jsonl", "model.pt", "report.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "config.yaml",
+                                                     "events.jsonl", "model.pt", "report.png"]
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["method"] == "sea-peft" and config["labels"] == LABELS
     assert config["cost"] == sum(config["unit_costs"].values()) <= config["budget"]
     assert [u["cost"] for u in config["placements"]] == [config["unit_costs"][n] for n in config["units"]]
     assert 0.0 <= config["selection_dice"] <= 1.0
-    # the merged model and the adapters reproduce the same network
+    # the merged model and the base with the adapter files reproduce the same network
     merged, meta = load_merged_model(out / "model.pt")
-    network = build_network(SPEC)
-    network.load_state_dict(torch.load(workspace / "base.pt")["state_dict"])
-    registry = UnitRegistry(network, "unet", head_module_names(SPEC, network))
-    registry.load_adapter_state_dict(torch.load(out / "adapters.pt"))
-    assert sorted(registry.enabled_names()) == sorted(config["units"])
+    assert [u["name"] for u in read_adapter_config(out)["units"]] == config["units"]
+    adapted = load_adapter_files(out, workspace / "base.pt")
     x = torch.randn(1, 1, 16, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(merged(x), network.eval()(x), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(merged(x), adapted(x), rtol=1e-4, atol=1e-5)
 
 
 def test_finetune_runs_a_baseline(workspace):

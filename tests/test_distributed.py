@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from seapeft_monailabel.data.datastore import make_datalist
+from seapeft_monailabel.search import RUN_FILES
 from seapeft_monailabel.search.audit import Auditor
 from seapeft_monailabel.search.patches import audit_patches
 
@@ -60,7 +61,6 @@ def test_two_processes_choose_what_one_process_chooses(two_ranks):
 def test_only_rank_zero_writes(two_ranks):
     out, _ = two_ranks
     search = out / "search"
-    assert sorted(p.name for p in search.iterdir()) == ["adapters.pt", "config.yaml", "events.jsonl", "model.pt",
-                                                        "report.png"]
+    assert sorted(p.name for p in search.iterdir()) == sorted(RUN_FILES)
     assert sorted(p.name for p in out.iterdir()) == ["rank0.json", "rank1.json", "search"]
     assert torch.load(search / "model.pt", weights_only=True)["format"] == "seapeft-merged/1"

@@ -37,7 +37,7 @@ def add_run_arguments(parser, with_out: bool = True, default_preset: str = "cpu"
     run = parser.add_argument_group("run")
     if with_out:
         run.add_argument("--out", required=True,
-                         help="output folder (config.yaml, adapters.pt, model.pt, events.jsonl, report.png)")
+                         help="output folder (config.yaml, adapter files, model.pt, events.jsonl, report.png)")
     run.add_argument("--preset", default=default_preset, choices=["cpu", "gpu", "tiny"],
                      help=f"settings preset (default {default_preset})")
     run.add_argument("--budget-fraction", type=float, help="parameter budget as a fraction of the backbone (default 0.005)")

@@ -2,7 +2,7 @@
 
 Example:
   seapeft search --images sample-data --weights sample-data/base_model/model.pt --out runs/search --shots 4
-Writes config.yaml, adapters.pt, model.pt (merged), events.jsonl and report.png into --out.
+Writes config.yaml, adapter_config.json + adapter_model.safetensors, model.pt (merged), events.jsonl and report.png into --out.
 """
 
 from __future__ import annotations

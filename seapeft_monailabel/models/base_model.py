@@ -71,7 +71,7 @@ def _check_labels(labels: dict[str, int]) -> dict[str, int]:
     return labels
 
 
-def load_base_model(path: str | Path, labels: dict[str, int] | None = None, *, network: str | None = None,
+def load_base_model(path: str | Path, labels: dict[str, int] | None = None, *, network: str | NetworkSpec | None = None,
                     feature_size: int = 12, patch_size: tuple[int, int, int] | None = None,
                     seed: int = 0) -> BaseModel:
     """Build the network for ``labels`` and load the weights at ``path`` into it.
@@ -80,7 +80,7 @@ def load_base_model(path: str | Path, labels: dict[str, int] | None = None, *, n
         path: a SEA-PEFT model file, or (with ``network``) plain weights.
         labels: the task's ``{name: index}``; default the file's own (required for plain weights).
         network: ``None`` for a SEA-PEFT model file (it names its network), else the network of the plain
-            weights (``unet``, ``swinunetr``) with ``feature_size``.
+            weights (``unet``, ``swinunetr``) with ``feature_size``, or its whole :class:`NetworkSpec`.
         patch_size: the window to use (fitted to the network); default the file's (see the module docstring).
         seed: the network is built under it (the global RNG state is left as it was), so the head rows
             of labels the file does not know start from the same values in every run.
@@ -103,7 +103,7 @@ def load_base_model(path: str | Path, labels: dict[str, int] | None = None, *, n
         if labels is None:
             raise ValueError("plain weights have no label names: give the task's labels with the network")
         extras, base_labels = {}, None
-        spec = NetworkSpec(name=network, feature_size=feature_size)
+        spec = network if isinstance(network, NetworkSpec) else NetworkSpec(name=network, feature_size=feature_size)
     labels = _check_labels(base_labels if labels is None else labels)
     spec = NetworkSpec.from_dict({**spec.to_dict(), "out_channels": len(labels)})
     with torch.random.fork_rng(devices=[]):  # the network is built on the CPU: only the CPU generator

@@ -141,7 +141,7 @@ class PeftUnit(nn.Module, metaclass=ABCMeta):
 
     # ----------------------------------------------------------------- state
     def adapter_state(self) -> dict[str, torch.Tensor]:
-        """The unit's own trained state (detached copies), for ``adapters.pt``."""
+        """The unit's own trained state (detached copies), for the adapter files."""
         return {k: v.detach().clone() for k, v in self.state_dict().items()}
 
     def load_adapter_state(self, state: dict[str, torch.Tensor]) -> None:

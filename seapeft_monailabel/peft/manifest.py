@@ -125,3 +125,10 @@ def load_manifest(name_or_path: str | Path) -> Manifest:
 def manifest_from_dict(data: dict, source: str = "<dict>") -> Manifest:
     """Build a manifest from a dict shaped like the YAML (used by the fixed baselines)."""
     return _parse(data, source)
+
+
+def units_manifest(units: list[dict], name: str) -> Manifest:
+    """A manifest placing exactly ``units`` (``{"site", "family", "level"}`` each; each site matched by its
+    whole module path): how merged model files and adapter files put their units back on a base."""
+    sites = [{"pattern": re.escape(u["site"]), "families": {u["family"]: [u["level"]]}} for u in units]
+    return manifest_from_dict({"name": name, "sites": sites}, source=name)

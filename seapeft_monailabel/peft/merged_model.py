@@ -6,7 +6,6 @@ units that cannot be merged into the weights are listed in it and re-injected, o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from torch import nn
 
 from ..models import NetworkSpec, build_network, head_module_names
 from ..models.model_file import model_file_extras, read_model_file, save_model_file
-from .manifest import manifest_from_dict
+from .manifest import units_manifest
 from .registry import UnitRegistry, load_merged_state_dict
 
 
@@ -42,8 +41,7 @@ def load_merged_model(path: str | Path) -> tuple[nn.Module, dict]:
     spec = NetworkSpec.from_dict(data["network"])
     network = build_network(spec)
     if data["unmerged_units"]:
-        sites = [{"pattern": re.escape(u["site"]), "families": {u["family"]: [u["level"]]}} for u in data["unmerged_units"]]
-        registry = UnitRegistry(network, manifest_from_dict({"name": "unmerged", "sites": sites}),
+        registry = UnitRegistry(network, units_manifest(data["unmerged_units"], "unmerged"),
                                 head_module_names(spec, network))
         registry.enable_only(list(registry.units))
     load_merged_state_dict(network, data["state_dict"])

@@ -32,7 +32,7 @@ from ..atomic import staged_folder
 from ..data.datastore import load_volume_pair
 from ..devices import resolve_device
 from ..models import NetworkSpec, fit_patch
-from ..peft import Manifest, UnitRegistry, save_merged_model
+from ..peft import Manifest, UnitRegistry, save_adapter_files, save_merged_model
 from ..peft.effect import example_input
 from .audit import Auditor
 from .baselines import method_manifest, random_units
@@ -75,7 +75,9 @@ def _seed(seed: int) -> None:
 def _write_outputs(staging: Path, registry: UnitRegistry, result: RunResult, spec: NetworkSpec, labels: dict,
                    events: EventLog, config: SearchConfig, details: dict) -> None:
     """Write the run's files into ``staging``; ``config.yaml`` is the result, then ``details`` and the settings."""
-    torch.save(registry.adapter_state_dict(result.units), staging / "adapters.pt")
+    save_adapter_files(staging, registry, result.units, spec, labels, method=result.method, budget=result.budget,
+                       selection_dice=result.selection_dice, patch_size=list(config.patch_size),
+                       spacing=list(config.spacing) if config.spacing else None)
     unmerged = save_merged_model(staging / "model.pt", registry, result.units, spec, labels)
     events.close()
     draw_report(events.events, staging / "report.png", title=f"{result.method}: {len(result.units)} units, "

@@ -13,9 +13,12 @@ from pathlib import Path
 
 import yaml
 
-#: The files of a complete run folder.
-RUN_FILES = ("config.yaml", "adapters.pt", "model.pt", "events.jsonl", "report.png")
-CONFIG_FILE = RUN_FILES[0]
+from ..peft.adapter_files import ADAPTER_FILES
+
+CONFIG_FILE = "config.yaml"
+#: The files of a complete run folder: the summary, the adapter files (head and chosen units), the merged model,
+#: the event log and the report.
+RUN_FILES = (CONFIG_FILE, *ADAPTER_FILES, "model.pt", "events.jsonl", "report.png")
 
 
 @dataclass
