@@ -89,12 +89,15 @@ class Server:
     """``monailabel start_server`` for ``apps/seapeft`` in a subprocess on a free loopback port.
 
     The app folder is copied (so ``model/`` and ``logs/`` land in a temporary folder, never in the
-    repository); ``conf`` becomes ``--conf key value`` pairs.
+    repository), or ``app`` names the copy of an earlier server (a restart: its ``model/`` is kept);
+    ``conf`` becomes ``--conf key value`` pairs.
     """
 
-    def __init__(self, work: Path, studies: Path, conf: dict[str, str], env: dict[str, str] | None = None):
-        self.app = work / "app"
-        shutil.copytree(APP_DIR, self.app, ignore=shutil.ignore_patterns("model", "logs", "__pycache__", "bin"))
+    def __init__(self, work: Path, studies: Path, conf: dict[str, str], env: dict[str, str] | None = None,
+                 app: Path | None = None):
+        self.app = app or work / "app"
+        if app is None:
+            shutil.copytree(APP_DIR, self.app, ignore=shutil.ignore_patterns("model", "logs", "__pycache__", "bin"))
         self.studies = studies
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
