@@ -2,7 +2,7 @@
 
 Layout under the app's ``model/seapeft/``::
 
-    runs/<run_id>/        one SEA-PEFT run (config.yaml, adapters.pt, model.pt, events.jsonl, report.png);
+    runs/<run_id>/        one SEA-PEFT run (config.yaml, adapter_config.json, adapter_model.safetensors, model.pt, events.jsonl, report.png);
                           the engine moves its files in only once all of them are written
     published.json        the pointer: which run is served, its model file's SHA-256, units, cost, Dice
     train_stats.json      progress of the current or last training run (for /info and the viewers)
@@ -26,8 +26,8 @@ from seapeft_monailabel.search import RUN_FILES
 POINTER = "published.json"
 RUNS = "runs"
 STATS = "train_stats.json"
-#: Files of a run whose sizes /info reports: the adapter files (the library's safetensors pair when the run
-#: wrote it, and adapters.pt) and the merged model.
+#: Files of a run whose sizes /info reports: the adapter files (the safetensors pair; adapters.pt in runs
+#: published before it) and the merged model.
 SIZED_FILES = ("adapter_model.safetensors", "adapter_config.json", "adapters.pt", "model.pt")
 
 
