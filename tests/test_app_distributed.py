@@ -21,6 +21,7 @@ sys.path.insert(0, str(APP_DIR))
 
 import lib.trainers.seapeft as train_module
 from lib.configs.conf import AppConf, ConfError
+from lib.sites.resolve import SiteResolver
 from lib.trainers.distributed import processes, search_command
 from lib.trainers.seapeft import SeaPeftTrain
 
@@ -105,7 +106,7 @@ def test_train_task_takes_torchrun_only_with_multi_gpu_and_several_gpus(tmp_path
     monkeypatch.setattr(train_module, "run_search", fake_search)
     base = base_model_for_tests(tmp_path / "base")
     conf = _conf(tmp_path, multi_gpu=multi_gpu, base_model=base, preset="tiny")
-    task = SeaPeftTrain(conf, tmp_path / "model", "test")
+    task = SeaPeftTrain(conf, tmp_path / "model", SiteResolver(conf.sites, conf.site_map), "test")
     with pytest.raises(_Launched):
         task({"steps": "6", "seed": "2"}, _Datastore())
     assert set(calls) == {"distributed" if distributed else "single"}
