@@ -73,9 +73,6 @@ class ScriptedAuditor(Auditor):
         self.evaluations += 1
         return 0.5 + sum(gains.get(n, 0.0) for n in names) + float(self.rng.normal(0, 1e-4))
 
-    def toggle_dice(self, baseline, toggles):
-        return {s: self.dice(s) for s in [baseline, *toggles]}
-
 
 def test_planted_problem(datalist, tmp_path):
     config = planted_config()

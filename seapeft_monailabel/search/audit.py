@@ -7,10 +7,6 @@ measured at the start of every audit, on the gates as they are then, and every t
 gates exactly, so no measurement sees another unit's toggle (reference defects 3 and 4). Dice is the
 soft Dice of the foreground classes (:func:`~seapeft_monailabel.metrics.soft_dice`), in eval mode.
 Utility sample = ``delta / cost`` (Dice per parameter); the raw delta is kept too.
-
-Every toggle of an audit differs from the baseline gates at one site only (a unit and its group share
-a host), so it recomputes only what follows that site's host and takes the rest from the baseline
-forward of the same batch (:mod:`.prefix_cache`); the result equals full forwards.
 """
 
 from __future__ import annotations
@@ -22,7 +18,6 @@ import torch
 from ..metrics import dice_from_sums, soft_dice_sums
 from ..peft import UnitRegistry
 from .distributed import DistContext
-from .prefix_cache import PrefixCache
 
 
 class Auditor:
@@ -43,7 +38,6 @@ class Auditor:
         self.batch = batch
         self.ctx = ctx
         self.evaluations = 0
-        self._cache: PrefixCache | None = None
 
     @torch.no_grad()
     def dice(self, names: Iterable[str]) -> float:
@@ -64,45 +58,15 @@ class Auditor:
 
     def audit(self, selected: Iterable[str], on: Iterable[str]) -> tuple[float, dict[str, float]]:
         """Baseline Dice of ``on`` and ``{unit: delta}`` for every unit in ``selected``."""
-        on_set = frozenset(on)
-        plan: dict[str, tuple[frozenset, frozenset]] = {}  # unit -> (with, without): the sets its delta compares
+        on_set = set(on)
+        baseline = self.dice(on_set)
+        deltas = {}
         for name in selected:
             if name in on_set:
-                plan[name] = (on_set, on_set - {name})
-            else:
-                group = self.registry.unit(name).group
-                rest = frozenset(n for n in on_set if self.registry.unit(n).group != group)
-                plan[name] = (rest | {name}, rest)
-        toggles = {s: self.registry.unit(n).site for n, pair in plan.items() for s in pair if s != on_set}
-        dice = self.toggle_dice(on_set, toggles)
-        return dice[on_set], {n: dice[a] - dice[b] for n, (a, b) in plan.items()}
-
-    def toggle_dice(self, baseline: frozenset, toggles: dict[frozenset, str]) -> dict[frozenset, float]:
-        """Soft Dice of the ``baseline`` set and of every toggled set (``{set: the host where it differs}``)."""
-        sums = self._sums(baseline, toggles)
-        self.evaluations += len(sums)
-        return {s: dice_from_sums(self.ctx.all_reduce_sum(v)) for s, v in sums.items()}
-
-    @torch.no_grad()
-    def _sums(self, baseline: frozenset, toggles: dict[frozenset, str]) -> dict[frozenset, torch.Tensor]:
-        """Soft-Dice sums ``(3, K - 1)`` of the baseline set and of every toggled set, batch by batch."""
-        network = self.registry.network
-        if self._cache is None:
-            self._cache = PrefixCache(network)
-        was_training = network.training
-        network.eval()
-        sums = {s: torch.zeros(3, self.n_classes - 1, dtype=torch.float64) for s in [baseline, *toggles]}
-        try:
-            for i in range(0, len(self.images), self.batch):
-                images = self.images[i:i + self.batch].to(self.device)
-                labels = self.labels[i:i + self.batch]
-                with self.registry.gates(baseline):
-                    logits = self._cache.record(images, set(toggles.values()))
-                sums[baseline] += soft_dice_sums(logits.float().cpu(), labels)
-                for names, host in toggles.items():
-                    with self.registry.gates(names):
-                        logits = self._cache.toggled(images, host)
-                    sums[names] += soft_dice_sums(logits.float().cpu(), labels)
-        finally:
-            network.train(was_training)
-        return sums
+                deltas[name] = baseline - self.dice(on_set - {name})
+                continue
+            group = self.registry.unit(name).group
+            rest = {n for n in on_set if self.registry.unit(n).group != group}
+            reference = baseline if rest == on_set else self.dice(rest)
+            deltas[name] = self.dice(rest | {name}) - reference
+        return baseline, deltas

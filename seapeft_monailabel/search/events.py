@@ -1,5 +1,4 @@
-"""The run's events log: JSON lines of training loss, audits, allocations, transitions, coverage and the
-search's wall seconds per stage (``timing``, see :mod:`.timing`)."""
+"""The run's events log: JSON lines of training loss, audits, allocations, transitions and coverage."""
 
 from __future__ import annotations
 
