@@ -17,23 +17,10 @@ from lib.models.sites import SiteModels, known_sites, site_dir
 from lib.sites.names import MAX_LENGTH, SiteNameError, safe_site_name
 from lib.sites.resolve import NO_SITE, SiteResolver
 
-from seapeft_monailabel.models import NetworkSpec, build_network, save_model_file
-
-SPEC = NetworkSpec(name="unet", out_channels=len(TARGET_LABELS))
-
-
-def _model_file(path, seed):
-    torch.manual_seed(seed)
-    save_model_file(path, build_network(SPEC).state_dict(), SPEC, TARGET_LABELS, patch_size=[32, 32, 32])
-    return path
-
+from test_app_publish import _model_file, _run
 
 def _publish(model_dir, run_id, seed):
-    run = model_dir / "runs" / run_id
-    run.mkdir(parents=True)
-    for name in RUN_FILES:
-        (run / name).write_bytes(b"")
-    _model_file(run / "model.pt", seed)
+    _run(model_dir, run_id, seed)
     return publish(model_dir, run_id, {"patch_size": [32, 32, 32]})
 
 
