@@ -12,7 +12,7 @@ sys.path.insert(0, str(APP_DIR))
 
 from lib.configs.conf import AppConf, ConfError
 from lib.infers.predictor import PredictorPicker
-from lib.models.published import POINTER, RUN_FILES, publish
+from lib.models.published import POINTER, publish
 from lib.models.sites import SiteModels, known_sites, site_dir
 from lib.sites.names import MAX_LENGTH, SiteNameError, safe_site_name
 from lib.sites.resolve import NO_SITE, SiteResolver
