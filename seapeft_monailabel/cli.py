@@ -23,6 +23,7 @@ COMMANDS = {
     "overhead": "overhead",
     "quantize": "quantize",
     "predict": "predict",
+    "adapters": "adapters",
     "pretrain": "pretrain",
     "bench": "bench",
     "dicom": "dicom",

@@ -11,7 +11,7 @@
 The one choice of runtime (``torch`` | ``openvino`` | ``auto``) and precision (``fp32`` | ``int8``)
 that builds the predictor to serve from a model file is :func:`seapeft_monailabel.quant.load_predictor`.
 
-Dependencies point down: this package uses ``models`` and ``data`` (the preprocessing) only; ``quant``
+Dependencies point down: this package uses ``models``, ``peft`` (a run's adapter config) and ``data`` (the preprocessing) only; ``quant``
 (the runtime choice, the export and its benchmark), ``evaluate``, ``explain``, the CLI and the app use
 it. Names are imported lazily and nothing here imports OpenVINO.
 """

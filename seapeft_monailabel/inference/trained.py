@@ -1,7 +1,8 @@
 """What a model was trained with: its window (patch size) and resampling, from its run or its model file.
 
-A run folder's ``config.yaml`` (``config.patch_size``, ``config.spacing``) comes first; a model file
-without one (the base model) records ``patch_size``/``roi_size``, ``spacing`` or its pretraining recipe.
+A run folder's ``config.yaml`` (``config.patch_size``, ``config.spacing``) comes first, then its
+``adapter_config.json`` (a folder of adapter files merged by ``seapeft adapters merge``); a model file
+without either (the base model) records ``patch_size``/``roi_size``, ``spacing`` or its pretraining recipe.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import yaml
 
 from ..models import NetworkSpec
 from ..models.factory import spatial_multiple
+from ..peft.adapter_files import read_adapter_config
 
 #: Window when neither the run nor the model file records one (valid for UNet and SwinUNETR).
 FALLBACK_SIZE = 64
@@ -29,10 +31,16 @@ def check_roi(spec: NetworkSpec, roi_size: Sequence[int]) -> tuple[int, int, int
 
 
 def run_settings(folder: str | Path) -> dict:
-    """The ``config`` section of ``folder/config.yaml`` (a run's settings); empty when there is none."""
-    path = Path(folder) / "config.yaml"
+    """The ``config`` section of ``folder/config.yaml`` (a run's settings), else the ``patch_size`` and
+    ``spacing`` of ``folder/adapter_config.json``; empty when there is neither."""
+    folder = Path(folder)
+    path = folder / "config.yaml"
     if not path.is_file():
-        return {}
+        try:
+            config = read_adapter_config(folder)
+        except ValueError:
+            return {}
+        return {key: config.get(key) for key in ("patch_size", "spacing")}
     try:
         settings = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
     except (OSError, yaml.YAMLError, AttributeError):

@@ -18,13 +18,14 @@ from .registry import UnitRegistry, load_merged_state_dict
 
 
 def save_merged_model(path: str | Path, registry: UnitRegistry, names: Iterable[str], spec: NetworkSpec,
-                      labels: dict[str, int]) -> list[str]:
-    """Merge ``names`` into a copy of the network and save it; returns the units left unmerged."""
+                      labels: dict[str, int], **extra) -> list[str]:
+    """Merge ``names`` into a copy of the network and save it (``extra``: plain values the file records, such
+    as ``patch_size`` and ``spacing``); returns the units left unmerged."""
     with registry.gates(names):
         merged, unmerged = registry.merged_network()
     placements = [registry.unit(n) for n in unmerged]
     save_model_file(path, merged.state_dict(), spec, labels,
-                    [{"site": u.site, "family": u.family, "level": u.level} for u in placements])
+                    [{"site": u.site, "family": u.family, "level": u.level} for u in placements], **extra)
     return unmerged
 
 
