@@ -164,7 +164,9 @@ def test_real_audits_keep_the_invariants(tiny_run):
     result, out = tiny_run
     log = read_events(out / "events.jsonl")
     kinds = {e["event"] for e in log}
-    assert {"train", "prior", "audit", "allocation", "coverage", "selection", "done"} <= kinds
+    assert {"train", "prior", "audit", "allocation", "coverage", "selection", "done", "timing"} <= kinds
+    timing = next(e for e in log if e["event"] == "timing")["seconds"]
+    assert timing["train"] > 0 and timing["audit"] > 0 and timing["evaluate"] > 0 and timing["refine"] > 0
     network = _network()
     costs = UnitRegistry(network, "unet", head_module_names(SPEC, network)).costs()
     assert result.budget == preset("tiny").resolve_budget(sum(p.numel() for p in _network().parameters()))

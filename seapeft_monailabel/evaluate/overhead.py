@@ -5,22 +5,32 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..search import SearchConfig, run_fixed, run_search
+from ..search.events import read_events
+from ..search.timing import stage_split
 
 
 @dataclass
 class Overhead:
-    """Both runs' wall times (seconds) and steps, measured one after the other in the same process."""
+    """Both runs' wall times (seconds) and steps, measured one after the other in the same process, and
+    the search's seconds per stage (train, prior, audit, allocate, evaluate, refine) from its events log."""
 
     search_seconds: float
     lora_seconds: float
     steps: int
+    split: dict[str, float] = field(default_factory=dict)
+    selection_dice: tuple[float, float] = (0.0, 0.0)  # search, LoRA: soft Dice on the selection patches
 
     @property
     def ratio(self) -> float:
         return self.search_seconds / self.lora_seconds
+
+    def split_line(self) -> str:
+        """``train 350.1 s (43 %), audit ...``: the stages, and what lies outside them (setup, writing)."""
+        parts = dict(self.split, other=self.search_seconds - sum(self.split.values()))
+        return ", ".join(f"{k} {v:.1f} s ({100 * v / self.search_seconds:.0f} %)" for k, v in parts.items())
 
 
 def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dict[str, int],
@@ -32,6 +42,7 @@ def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dic
         search = run_search(datalist, network, spec=spec, head_names=heads, labels=labels, config=config,
                             out_dir=f"{tmp}/search")
         search_seconds = time.perf_counter() - started
+        split = stage_split(read_events(f"{tmp}/search/events.jsonl"))
         same = config.with_(max_steps=search.search_steps, refine_steps=search.refine_steps, refine_patience=10**9)
         network, spec, heads = make_model()
         started = time.perf_counter()
@@ -40,4 +51,4 @@ def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dic
         lora_seconds = time.perf_counter() - started
     if lora.steps != search.steps:
         raise RuntimeError(f"step counts differ: search {search.steps}, lora {lora.steps}")
-    return Overhead(search_seconds, lora_seconds, search.steps)
+    return Overhead(search_seconds, lora_seconds, search.steps, split, (search.selection_dice, lora.selection_dice))

@@ -30,6 +30,7 @@ from .probes import ProbeProposer
 from .saliency import saliency_prior
 from .sampler import AuditSampler
 from .stopping import StopRule
+from .timing import StageClock
 from .trainer import UnitTrainer
 
 Progress = Callable[[str, int, int, dict], None]
@@ -155,6 +156,7 @@ class SearchEpisode:
         self.on_since: dict[str, int] = {}
         self.prior: dict[str, float] = {}
         self.history: list[tuple[int, tuple[str, ...]]] = []
+        self.clock = StageClock()
 
     # ----------------------------------------------------------------- helpers
     def _controller(self, start: Sequence[str]) -> UnitController:
@@ -187,12 +189,14 @@ class SearchEpisode:
     # ----------------------------------------------------------------- stages
     def _warm_start(self, stream) -> dict[str, float]:
         self.registry.enable_only([])
-        for i, (image, label) in enumerate(islice(stream, self.config.warmup_steps), 1):
-            loss = self.trainer.step(image, label)
-            self.events.write("train", stage="warmup", step=i, loss=loss, lr=self.trainer.current_lr())
-        batches = list(islice(stream, self.config.saliency_batches))
-        prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device, self.ctx,
-                               lr_scale=self.trainer.lr_scale)
+        with self.clock("train"):
+            for i, (image, label) in enumerate(islice(stream, self.config.warmup_steps), 1):
+                loss = self.trainer.step(image, label)
+                self.events.write("train", stage="warmup", step=i, loss=loss, lr=self.trainer.current_lr())
+        with self.clock("prior"):
+            batches = list(islice(stream, self.config.saliency_batches))
+            prior = saliency_prior(self.registry, self.trainer.loss_fn, batches, self.config.lr, self.device, self.ctx,
+                                   lr_scale=self.trainer.lr_scale)
         self.events.write("prior", values={u.name: prior[u.name] for u in self.units})
         return prior
 
@@ -327,17 +331,22 @@ class SearchEpisode:
         if cfg.prior_start:
             self._start_from_prior()
         reason, step = "step_limit", 0
+        clock = self.clock
         for step in range(1, cfg.max_steps + 1):
-            image, label = next(stream)
-            loss = self.trainer.step(image, label)
+            with clock("train"):
+                image, label = next(stream)
+                loss = self.trainer.step(image, label)
             self.events.write("train", stage="search", step=step, loss=loss, lr=self.trainer.current_lr(),
                               on_cost=self.registry.enabled_cost())
             if step % cfg.probe_every == 0:
-                self._probe(step)
+                with clock("allocate"):
+                    self._probe(step)
             if step % cfg.audit_every == 0:
-                self._audit(step)
+                with clock("audit"):
+                    self._audit(step)
             if step % cfg.allocate_every == 0:
-                stop = self._allocate(step)
+                with clock("allocate"):
+                    stop = self._allocate(step)
             elif self.ctx.active:  # ranks agree on stopping only at allocations (and at the step limit)
                 stop = "step_limit" if step >= cfg.max_steps else None
             else:
@@ -347,7 +356,8 @@ class SearchEpisode:
             if stop is not None:
                 reason = stop
                 break
-        candidates = self._select()
+        with clock("evaluate"):
+            candidates = self._select()
         winner = candidates[0]
         # the head alone, as the selection measured it (the same head as every other candidate): one number
         # for config.yaml's head-only candidate and the run's head_only_dice
@@ -357,9 +367,12 @@ class SearchEpisode:
             for name in winner.units:
                 self.registry.unit(name).reset_parameters()
         self.trainer.forget(winner.units)
-        refined = train_steps(self.trainer, self._stream(self.refine_data, cfg.seed + 1), cfg.refine_steps, self.events,
-                              "refine", self.progress, offset=step, patience=cfg.refine_patience, ctx=self.ctx)
-        self.ranks.finish()
+        with clock("refine"):
+            refined = train_steps(self.trainer, self._stream(self.refine_data, cfg.seed + 1), cfg.refine_steps,
+                                  self.events, "refine", self.progress, offset=step, patience=cfg.refine_patience,
+                                  ctx=self.ctx)
+            self.ranks.finish()
+        self.events.write("timing", seconds=dict(clock.seconds))
         self.events.write("done", stop_reason=reason, search_steps=step, refine_steps=refined,
                           seconds=time.monotonic() - started, chosen=list(winner.units), cost=winner.cost,
                           budget=self.budget, selection_dice=winner.dice, head_only_dice=head_only)

@@ -1,4 +1,5 @@
-"""The run's events log: JSON lines of training loss, audits, allocations, transitions and coverage."""
+"""The run's events log: JSON lines of training loss, audits, allocations, transitions, coverage and the
+search's wall seconds per stage (``timing``, see :mod:`.timing`)."""
 
 from __future__ import annotations
 
