@@ -63,22 +63,19 @@ def test_a_set_that_labels_the_background_is_implausible(monkeypatch):
         assert check.low[k] <= plausibility.structure_volumes(truth, 3, check.voxel_ml)[k] <= check.high[k]
 
 
-def test_search_records_whole_volume_dice_and_prefers_plausible_sets(tmp_path, monkeypatch):
-    """Every candidate carries its whole-volume verdict; an implausible one loses even with the best patch Dice."""
+def _search_with_verdicts(tmp_path, monkeypatch, plausible):
+    """A tiny search whose guard declares the sets ``plausible(names)`` says; returns (result, candidates, checked)."""
     datalist = make_datalist("sample-data")[:3]
     torch.manual_seed(0)
     network = build_network(SPEC)
-    implausible = set()
+    checked = []
     real_call = PlausibilityCheck.__call__
 
     def verdict(self, names):
         result = real_call(self, names)
-        # every set with units declared implausible, the head alone plausible: the head alone must win
-        if tuple(sorted(names)):
-            implausible.add(tuple(sorted(names)))
-            result.plausible, result.why = False, "test: declared implausible"
-        else:
-            result.plausible, result.why = True, None
+        checked.append(tuple(sorted(names)))
+        result.plausible = plausible(tuple(sorted(names)))
+        result.why = None if result.plausible else "test: declared implausible"
         return result
 
     monkeypatch.setattr(PlausibilityCheck, "__call__", verdict)
@@ -86,7 +83,27 @@ def test_search_records_whole_volume_dice_and_prefers_plausible_sets(tmp_path, m
     result = run_search(datalist, network, spec=SPEC, head_names=head_module_names(SPEC, network), labels=LABELS,
                         config=config, out_dir=tmp_path / "run")
     saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    candidates = saved["candidates"]
-    assert implausible and all(0.0 <= c["volume_dice"] <= 1.0 for c in candidates)
+    return result, saved["candidates"], checked
+
+
+def test_search_records_whole_volume_dice_and_prefers_plausible_sets(tmp_path, monkeypatch):
+    """An implausible set loses even with the best patch Dice; every set segmented carries its verdict."""
+    # every set with units implausible, the head alone plausible: the head alone must win
+    result, candidates, checked = _search_with_verdicts(tmp_path, monkeypatch, lambda names: not names)
+    assert len(candidates) > 1 and checked[-1] == ()
     assert result.units == [] and candidates[0]["units"] == [] and candidates[0]["plausible"]
-    assert all(not c["plausible"] and c["implausible"] for c in candidates[1:])
+    for c in candidates:
+        assert c["checked"] == (tuple(sorted(c["units"])) in checked)
+        if c["checked"]:
+            assert 0.0 <= c["volume_dice"] <= 1.0 and c["plausible"] == (c["units"] == [])
+            assert c["plausible"] or c["implausible"]
+        else:  # ranked below the winner: never segmented
+            assert c["volume_dice"] is None
+
+
+def test_the_guard_stops_at_the_first_plausible_set_down_the_ranking(tmp_path, monkeypatch):
+    """With every set plausible, only the top-ranked set is segmented: the others cannot win."""
+    result, candidates, checked = _search_with_verdicts(tmp_path, monkeypatch, lambda names: True)
+    assert len(candidates) > 1 and checked == [tuple(sorted(result.units))]
+    assert candidates[0]["checked"] and candidates[0]["volume_dice"] is not None
+    assert not any(c["checked"] for c in candidates[1:])

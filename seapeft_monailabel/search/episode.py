@@ -46,6 +46,7 @@ class Candidate:
     dice: float | None = None  # soft Dice on the audit (selection) patches
     volume_dice: float | None = None  # hard Dice on the whole selection volume (mean over structures)
     plausible: bool = True  # predicted structure volumes within the labelled range (search/plausibility)
+    checked: bool = False  # segmented by that guard (those ranked below the first plausible set are not)
     implausible: str | None = None  # why not
 
 
@@ -291,22 +292,32 @@ class SearchEpisode:
         for c in candidates:
             c.dice = self.auditor.dice(c.units)
         if check is not None:
-            # every rank segments (the network runs on all of them); rank 0's verdicts decide for all
-            verdicts = self.ctx.broadcast([check(c.units) for c in candidates])
-            for c, verdict in zip(candidates, verdicts):
-                c.volume_dice = sum(verdict.dice) / len(verdict.dice)
-                c.plausible, c.implausible = verdict.plausible, verdict.why
-        # plausible sets first (all compete when none is); then by Dice, then by fewer parameters: Dice
-        # within the tolerance of the best counts as a tie, since differences that small on a few audit
-        # patches are noise, not evidence
-        competing = [c for c in candidates if c.plausible] or candidates
-        best = max(c.dice for c in competing)
-        tolerance = self.config.selection_tolerance
-        candidates.sort(key=lambda c: (not c.plausible, c.dice < best - tolerance,
-                                       c.cost if c.dice >= best - tolerance else 0, -c.dice, c.units))
+            # down the ranking until the first plausible candidate: the ones ranked below it cannot win, so
+            # they are not segmented (each check is a whole-volume inference); every rank segments (the
+            # network runs on all of them) and rank 0's verdict decides for all
+            pending = list(candidates)
+            while pending:
+                top = self._ranked(pending)[0]
+                verdict = self.ctx.broadcast(check(top.units))
+                top.checked, top.volume_dice = True, sum(verdict.dice) / len(verdict.dice)
+                top.plausible, top.implausible = verdict.plausible, verdict.why
+                if top.plausible:
+                    break
+                pending.remove(top)
+        candidates = self._ranked(candidates)
         self.events.write("selection", candidates=[c.__dict__ for c in candidates],
                           all_implausible=not any(c.plausible for c in candidates))
         return candidates
+
+    def _ranked(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Plausible sets first (all compete when none is; a set not segmented counts as plausible), then by
+        Dice, then by fewer parameters: Dice within the tolerance of the best counts as a tie, since
+        differences that small on a few audit patches are noise, not evidence."""
+        competing = [c for c in candidates if c.plausible] or candidates
+        best = max(c.dice for c in competing)
+        tolerance = self.config.selection_tolerance
+        return sorted(candidates, key=lambda c: (not c.plausible, c.dice < best - tolerance,
+                                                 c.cost if c.dice >= best - tolerance else 0, -c.dice, c.units))
 
     def _plausibility(self) -> PlausibilityCheck | None:
         """The whole-volume check of the final candidates (None when switched off)."""

@@ -6,7 +6,8 @@ whole selection volume (sliding window, as the test Dice is measured) and each s
 volume is compared with the structure's volume in every labelled volume of the run (support and
 selection): a candidate whose predicted volume of some structure exceeds ``ratio`` times the largest
 labelled one, or falls below the smallest divided by ``ratio``, is implausible and cannot win while a
-plausible candidate exists. The whole-volume Dice on the selection volume is recorded beside the patch
+plausible candidate exists. Candidates are segmented down the selection's ranking until the first
+plausible one (those below it cannot win, so they are never segmented). The whole-volume Dice on the selection volume is recorded beside the patch
 Dice, so a reader sees how far the patches' verdict can be trusted.
 """
 
