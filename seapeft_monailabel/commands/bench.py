@@ -16,10 +16,7 @@ into --out; each run's files stay under --out/runs/. Re-running the same command
 from __future__ import annotations
 
 import shlex
-from dataclasses import fields
 from pathlib import Path
-
-import yaml
 
 from ..evaluate.bench import run_bench
 from ..evaluate.bench_presets import (
@@ -28,8 +25,7 @@ from ..evaluate.bench_presets import (
     DEFAULT_WEIGHTS,
     bench_preset,
 )
-from ..search import SearchConfig, preset
-from .common import ProgressBar
+from .common import ProgressBar, add_set_argument, run_settings
 
 
 def add_arguments(parser) -> None:
@@ -49,38 +45,8 @@ def add_arguments(parser) -> None:
                         "default: the network's)")
     parser.add_argument("--data-seed", type=int,
                         help="generator seed of the bench volumes (another seed than the preset's for development)")
-    parser.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
-                        help="change one setting of every run, a SearchConfig field (for example audit_patches=8, "
-                        "prior_start=false); repeatable")
+    add_set_argument(parser)
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 or auto (default)")
-
-
-#: how a --set error names the type a run setting takes
-_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
-
-
-def run_settings(items: list[str] | None, run_preset: str) -> dict:
-    """``["key=value", ...]`` as run-setting changes, values read as YAML scalars and checked against the
-    type of the preset's setting; ValueError names a malformed item, an unknown key or a wrong type."""
-    defaults = preset(run_preset).to_dict()
-    known = {f.name for f in fields(SearchConfig)} - {"extra"}
-    changes = {}
-    for item in items or []:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
-        if key not in known:
-            raise ValueError(f"--set {item!r}: unknown run setting '{key}' (known: {', '.join(sorted(known))})")
-        value = yaml.safe_load(text)
-        default = defaults[key]
-        if isinstance(default, tuple) and isinstance(value, list):
-            value = tuple(value)
-        expected = (int, float) if isinstance(default, float) else type(default)
-        if default is not None and (not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool)):
-            raise ValueError(f"--set {item!r}: '{key}' takes {_KINDS.get(type(default), type(default).__name__)} "
-                             f"like {default!r}")
-        changes[key] = value
-    return changes
 
 
 def bench_from_args(args):

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import fields
 from pathlib import Path
 
+import yaml
 from tqdm import tqdm
 
 from ..data.datastore import DATASET_JSON
 from ..data.volumes import FORMATS, find_volumes
 from ..models import load_base_model
-from ..search import preset
+from ..search import SearchConfig, preset
 
 
 def add_data_arguments(parser) -> None:
@@ -172,3 +174,37 @@ class ProgressBar:
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
+
+
+def add_set_argument(parser) -> None:
+    parser.add_argument("--set", dest="settings", action="append", metavar="KEY=VALUE",
+                        help="change one run setting, a SearchConfig field (for example audit_patches=8, "
+                        "prior_start=false); repeatable")
+
+
+#: how a --set error names the type a run setting takes
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string", tuple: "a list"}
+
+
+def run_settings(items: list[str] | None, run_preset: str) -> dict:
+    """``["key=value", ...]`` as run-setting changes, values read as YAML scalars and checked against the
+    type of the preset's setting; ValueError names a malformed item, an unknown key or a wrong type."""
+    defaults = preset(run_preset).to_dict()
+    known = {f.name for f in fields(SearchConfig)} - {"extra"}
+    changes = {}
+    for item in items or []:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE")
+        if key not in known:
+            raise ValueError(f"--set {item!r}: unknown run setting '{key}' (known: {', '.join(sorted(known))})")
+        value = yaml.safe_load(text)
+        default = defaults[key]
+        if isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        expected = (int, float) if isinstance(default, float) else type(default)
+        if default is not None and (not isinstance(value, expected) or isinstance(value, bool) != isinstance(default, bool)):
+            raise ValueError(f"--set {item!r}: '{key}' takes {_KINDS.get(type(default), type(default).__name__)} "
+                             f"like {default!r}")
+        changes[key] = value
+    return changes

@@ -8,18 +8,20 @@ stage (from its events log) and both runs' Dice on the selection patches.
 from __future__ import annotations
 
 from ..evaluate.overhead import measure_overhead
-from .common import (add_data_arguments, add_model_arguments, add_run_arguments, config_from_args, datalist_from_args,
-                     model_from_args)
+from .common import (add_data_arguments, add_model_arguments, add_run_arguments, add_set_argument, config_from_args,
+                     datalist_from_args, model_from_args, run_settings)
 
 
 def add_arguments(parser) -> None:
     add_data_arguments(parser)
     add_model_arguments(parser)
     add_run_arguments(parser, with_out=False, default_preset="tiny")
+    add_set_argument(parser)
 
 
 def run(args) -> int:
     config = config_from_args(args)
+    config = config.with_(**run_settings(args.settings, args.preset))
     items = datalist_from_args(args)
     labels = model_from_args(args)[3]
 
