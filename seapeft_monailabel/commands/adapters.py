@@ -17,6 +17,7 @@ alone: ``python -m monai.bundle run --config_file OUT/configs/inference.json --b
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from safetensors import safe_open
@@ -130,15 +131,8 @@ def _show(args) -> int:
     for unit in config["units"]:
         print(f"  {unit['name']:56s} {unit['family']:10s} {str(unit['level']):10s} {unit['cost']:7d} "
               f"{'yes' if unit['mergeable'] else 'no'}")
-    print(f"  {len(tensors)} tensors, {sum(_numel(s) for s in tensors.values())} values in {ADAPTER_WEIGHTS}")
+    print(f"  {len(tensors)} tensors, {sum(math.prod(s) for s in tensors.values())} values in {ADAPTER_WEIGHTS}")
     return 0
-
-
-def _numel(shape: list[int]) -> int:
-    n = 1
-    for s in shape:
-        n *= s
-    return n
 
 
 def _applied(folder: Path, base: str) -> tuple:
