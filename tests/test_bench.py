@@ -8,6 +8,8 @@ import shlex
 import shutil
 from pathlib import Path
 
+import nibabel as nib
+import numpy as np
 import pytest
 import yaml
 
@@ -34,13 +36,19 @@ def weights(tmp_path_factory):
     return out / "model.pt"
 
 
+def _regime(results: dict, site: str = "target") -> dict:
+    return results["regimes"][site]
+
+
 @pytest.fixture(scope="module")
 def tiny_bench(weights, tmp_path_factory):
+    """The tiny preset's one regime (``target``): its folder, its results and the progress calls."""
     out = tmp_path_factory.mktemp("bench")
     calls = []
     results = run_bench(bench_preset("tiny"), weights, out, device="cpu", command="seapeft bench --preset tiny",
                         progress=lambda *a: calls.append(a))
-    return out, results, calls
+    assert list(results["regimes"]) == ["target"] and (out / "results.md").is_file()
+    return out / "target", _regime(results), calls
 
 
 def test_tiny_bench_writes_every_run(tiny_bench):
@@ -53,7 +61,7 @@ def test_tiny_bench_writes_every_run(tiny_bench):
     assert sorted(results["methods"]) == sorted(methods)
     jobs = {(r["job"]["method"], r["job"]["shots"], r["job"]["fold"]) for r in results["runs"]}
     assert jobs == {(m, k, 0) for m in methods for k in (1, 2)}
-    assert [c[1] for c in calls] == list(range(1, 9)) and calls[-1][2] == 8
+    assert [c[1] for c in calls] == list(range(1, 9)) and calls[-1][2] == 8 and calls[0][0] == "bench target"
     for run in results["runs"]:
         assert set(run["dice"]) == {"liver", "gallbladder", "mean"}
         assert len(run["volumes"]) == run["job"]["shots"] + 1 and not set(run["volumes"]) & set(run["test"])
@@ -94,14 +102,36 @@ def test_markdown_and_goals(tiny_bench):
     assert volume["id"] == results["runs"][0]["test"][0] and min(volume["ml"].values()) > 0
     assert f"| {volume['id']} (" in text and "Per test volume" in text
     goals = results["summary"]["goals"]
-    assert goals["strongest_fixed"] in ("head", "lora")
-    assert goals["gap"] == pytest.approx(goals["sea_peft_mean"] - goals["strongest_fixed_mean"])
+    assert goals["strongest_peft"] in ("head", "lora")
+    assert goals["gap"] == pytest.approx(goals["sea_peft_mean"] - goals["strongest_peft_mean"])
+    assert goals["random_gap"] == pytest.approx(goals["sea_peft_mean"] - goals["random_mean"])
+    assert "Forgetting and storage" in text and "| base model |" in text
+
+
+def test_forgetting_on_source_volumes_and_bytes_per_site(tiny_bench):
+    """Every adapted model and the base are scored on the held-out source volume for the seen structure only;
+    each run records its adapter files' and its merged model's bytes."""
+    out, results, _ = tiny_bench
+    (source_id,) = results["source_volumes"]
+    assert source_id.startswith("source_") and results["seen"] == ["liver"]
+    label = nib.load(out / "data" / "source" / "labels" / "final" / f"{source_id}.nii.gz").get_fdata()
+    assert set(np.unique(label)) == {0, 1}  # the source liver, in the target's value; nothing else labelled
+    base = results["base_source_dice"]
+    assert set(base) == {"liver", "mean", "volumes"} and 0 <= base["mean"] <= 1 and len(base["volumes"]) == 1
+    for run in results["runs"]:
+        assert set(run["source_dice"]) == {"liver", "mean", "volumes"} and 0 <= run["source_dice"]["mean"] <= 1
+        adapter = sum((Path(run["out_dir"]) / f).stat().st_size for f in ("adapter_config.json",
+                                                                         "adapter_model.safetensors"))
+        assert run["bytes"] == {"adapter": adapter, "model": (Path(run["out_dir"]) / "model.pt").stat().st_size}
+    goals = results["summary"]["goals"]
+    assert goals["base_source_mean"] == pytest.approx(100 * base["mean"])
+    assert goals["forgetting"] == pytest.approx(goals["sea_peft_source_mean"] - goals["base_source_mean"])
 
 
 def test_rerun_resumes_without_training(tiny_bench, weights):
     out, results, _ = tiny_bench
     stamps = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.pt")}
-    again = run_bench(bench_preset("tiny"), weights, out, device="cpu")
+    again = _regime(run_bench(bench_preset("tiny"), weights, out.parent, device="cpu"))
     assert {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("model.pt")} == stamps
     assert [r["dice"] for r in again["runs"]] == [r["dice"] for r in results["runs"]]
 
@@ -109,22 +139,22 @@ def test_rerun_resumes_without_training(tiny_bench, weights):
 def test_rerun_with_other_run_settings_trains_again(tiny_bench, weights, tmp_path):
     """A finished run is reused only for the same job: other run settings (``--set``, ``--steps``) retrain it."""
     out = tmp_path / "bench"
-    shutil.copytree(tiny_bench[0], out)
+    shutil.copytree(tiny_bench[0], out / "target")
     tiny = bench_preset("tiny", methods=(), shots=(1,))
-    old = out / "runs" / "k1" / "f0" / SEARCH / "model.pt"
+    old = out / "target" / "runs" / "k1" / "f0" / SEARCH / "model.pt"
     stamp = old.stat().st_mtime_ns
     run_bench(tiny, weights, out, device="cpu")
     assert old.stat().st_mtime_ns == stamp  # the same settings: reused
     again = run_bench(tiny.with_(run_changes={**tiny.run_changes, "audit_patches": 1}), weights, out, device="cpu")
     assert old.stat().st_mtime_ns != stamp
-    assert again["runs"][0]["job"]["run_changes"]["audit_patches"] == 1
+    assert _regime(again)["runs"][0]["job"]["run_changes"]["audit_patches"] == 1
 
 
 def test_worker_processes_reproduce_the_same_runs(weights, tiny_bench, tmp_path):
     bench = bench_preset("tiny", methods=("head",), shots=(1,), workers=2)
-    results = run_bench(bench, weights, tmp_path, device="cpu")
+    results = _regime(run_bench(bench, weights, tmp_path, device="cpu"))
     assert sorted(r["job"]["method"] for r in results["runs"]) == sorted([SEARCH, "head"])
-    assert (tmp_path / "results.png").is_file()
+    assert (tmp_path / "target" / "results.png").is_file()
     # the same jobs, trained again in other processes, give the same models
     earlier = {(r["job"]["method"], r["job"]["shots"]): r for r in tiny_bench[1]["runs"]}
     for run in results["runs"]:
@@ -136,7 +166,7 @@ def test_custom_library_feeds_sea_peft_and_random_sets(weights, tmp_path):
     library.write_text("name: ssf-only\nsites:\n  - pattern: 'model\\.[01](\\.[a-z0-9]+)*\\.adn\\.N'\n"
                        "    families: {ssf: [full]}\n")
     bench = bench_preset("tiny", methods=("random",), shots=(1,), manifest=str(library))
-    results = run_bench(bench, weights, tmp_path / "out", device="cpu")
+    results = _regime(run_bench(bench, weights, tmp_path / "out", device="cpu"))
     assert results["library"]["manifest"] == "ssf-only" and "`ssf-only`" in (tmp_path / "out" / "results.md").read_text()
     for run in results["runs"]:
         config = yaml.safe_load((Path(run["out_dir"]) / "config.yaml").read_text())
@@ -155,6 +185,41 @@ def test_presets():
         BenchPreset("x", methods=("head",), shots=(10,), pool=5)
     with pytest.raises(ValueError, match="unknown bench method"):
         BenchPreset("x", methods=("nope",))
+    # the paper's regime (CT of another scanner) beside the MR-like one, 8 test volumes, forgetting measured
+    for bench in (cpu, gpu):
+        assert bench.sites == ("target", "target_ct") and bench.test == 8 and bench.source_test >= 4
+        assert "full" in bench.methods and "random" in bench.methods
+    assert cpu.regime("target_ct").site == "target_ct"
+    with pytest.raises(ValueError, match="take one with regime"):
+        cpu.site
+    with pytest.raises(ValueError, match="unknown site 'mars'"):
+        BenchPreset("x", methods=(), sites=("mars",))
+    with pytest.raises(ValueError, match="different sites"):
+        BenchPreset("x", methods=(), sites=("target", "target"))
+
+
+def test_two_regimes_side_by_side(weights, tmp_path):
+    """One bench, two target sites: each regime its own volumes, runs and report, and a report beside them that
+    compares SEA-PEFT with full fine-tuning (the reference) in both, forgetting and file size included."""
+    bench = bench_preset("tiny", sites=("target", "target_ct"), methods=("full",), shots=(1,))
+    results = run_bench(bench, weights, tmp_path, device="cpu", command="seapeft bench --preset tiny")
+    assert list(results["regimes"]) == ["target", "target_ct"]
+    ct = _regime(results, "target_ct")
+    assert ct["labels"] == {"background": 0, "spleen": 1, "gallbladder": 2} and ct["seen"] == ["spleen"]
+    assert {r["test"][0] for r in ct["runs"]} == {"target_ct_003"} and set(ct["base_source_dice"]) >= {"spleen"}
+    for site in ("target", "target_ct"):
+        assert (tmp_path / site / "results.png").is_file() and (tmp_path / site / "runs" / "k1" / "f0" / "full").is_dir()
+        goals = _regime(results, site)["summary"]["goals"]
+        assert "reference_mean" in goals and "strongest_peft" not in goals  # full is the reference, not a PEFT baseline
+        full = _regime(results, site)["summary"]["methods"]["full"]
+        ours = _regime(results, site)["summary"]["methods"][SEARCH]
+        assert full["adapter_bytes"] > 10 * ours["adapter_bytes"]  # a full model per site against small adapters
+    text = (tmp_path / "results.md").read_text()
+    assert "Regimes side by side" in text and "### Regime `target_ct` (CT)" in text and "### Regime `target` (MR)" in text
+    assert text.count("seapeft bench --preset tiny") == 1
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["regimes"]["target_ct"]["results"] == "target_ct/results.json"
+    assert saved["regimes"]["target_ct"]["summary"] == ct["summary"]
 
 
 def test_support_sets_differ_by_fold_and_are_reproducible():
@@ -185,7 +250,8 @@ def test_summary_statistics():
     per_volume = summary["methods"][SEARCH]["per_volume"]["1"]  # test volume x structure, mean over folds
     assert [d for volume in per_volume for d in volume] == pytest.approx([85.0, 70.0, 75.0, 60.0])
     goals = summary["goals"]
-    assert goals["strongest_fixed"] == "lora"  # random sets are not a fixed baseline
+    assert goals["strongest_peft"] == "lora"  # random sets are not a PEFT baseline, full fine-tuning the reference
+    assert goals["reference_mean"] == pytest.approx(59.5) and not goals["random_gap_met"]
     assert goals["gap"] == pytest.approx(72.5 - 60.0) and goals["gap_met"]
     assert goals["random_gap"] == pytest.approx(72.5 - 90.0)
     assert goals["sea_peft_max_percent"] == 1.0 and not goals["percent_met"]

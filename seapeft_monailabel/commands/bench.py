@@ -9,8 +9,10 @@ Examples:
   seapeft bench --preset gpu --weights .work/base_model_swinunetr/model.pt --out .work/bench-gpu
   seapeft bench --preset cpu --shots 5 10 --folds 2 --data-seed 7001 --methods --set audit_patches=8 --out .work/dev
                                                              (a development trial: SEA-PEFT only, other volumes)
-Writes results.json (every run), results.md (tables, goals) and results.png (Dice by method and shot)
-into --out; each run's files stay under --out/runs/. Re-running the same command resumes.
+Each target site of the preset is one regime (cpu and gpu: the MR-like `target` and the CT-like `target_ct`):
+--out/<site>/ holds its results.json (every run), results.md (tables, goals) and results.png (Dice by method
+and shot), its runs under --out/<site>/runs/; --out/results.md puts the regimes side by side. Re-running
+the same command resumes.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def add_arguments(parser) -> None:
                         help="fixed baselines (default: the preset's; the option alone: SEA-PEFT only)")
     parser.add_argument("--shots", type=int, nargs="+", help="shot counts (default: the preset's)")
     parser.add_argument("--folds", type=int, help="folds per shot count")
+    parser.add_argument("--sites", nargs="+", help="target sites, one regime each (default: the preset's)")
     parser.add_argument("--workers", type=int, help="runs at once, one process each")
     parser.add_argument("--threads", type=int, help="torch threads per process")
     parser.add_argument("--steps", type=int, help="search steps of every run (fixed methods: the same, plus refine)")
@@ -51,7 +54,7 @@ def add_arguments(parser) -> None:
 
 def bench_from_args(args):
     changes = {}
-    for arg in ("methods", "shots"):
+    for arg in ("methods", "shots", "sites"):
         if getattr(args, arg) is not None:
             changes[arg] = tuple(getattr(args, arg))
     for arg in ("folds", "workers", "threads", "data_seed", "manifest"):
@@ -68,7 +71,7 @@ def command_line(args) -> str:
     parts = ["seapeft", "bench", "--preset", args.preset, "--out", str(args.out)]
     if args.weights != DEFAULT_WEIGHTS:
         parts += ["--weights", str(args.weights)]
-    for arg in ("methods", "shots"):
+    for arg in ("methods", "shots", "sites"):
         if getattr(args, arg) is not None:
             parts += [f"--{arg}", *map(str, getattr(args, arg))]
     for arg in ("folds", "workers", "threads", "steps", "budget_fraction", "data_seed", "manifest"):
@@ -88,9 +91,11 @@ def run(args) -> int:
         results = run_bench(bench, args.weights, args.out, device=args.device, command=command_line(args), progress=bar)
     finally:
         bar.close()
-    goals = results["summary"]["goals"]
     print((Path(args.out) / "results.md").read_text())
-    if "gap" in goals:
-        print(f"SEA-PEFT {goals['sea_peft_mean']:.1f} vs {goals['strongest_fixed']} {goals['strongest_fixed_mean']:.1f}"
-              f" ({goals['gap']:+.1f} points); outputs in {args.out}")
+    for site, regime in results["regimes"].items():
+        goals = regime["summary"]["goals"]
+        if "gap" in goals:
+            print(f"{site}: SEA-PEFT {goals['sea_peft_mean']:.1f} vs {goals['strongest_peft']} "
+                  f"{goals['strongest_peft_mean']:.1f} ({goals['gap']:+.1f} points)")
+    print(f"outputs in {args.out}")
     return 0

@@ -9,9 +9,15 @@ then evaluated on the held-out test volumes (MONAI sliding window, Gaussian blen
 SEA-PEFT's models and the base model also play the pointing game on the test volumes (does the 3D
 Grad-CAM maximum of each structure fall inside it; :mod:`seapeft_monailabel.explain`).
 
-Runs go to ``<out>/runs/k<k>/f<f>/<method>/`` (the run's own files plus ``record.json``); a run whose
-``record.json`` holds the same job is not repeated, so an interrupted bench resumes where it stopped.
-Several runs go at once in separate processes (``workers``), each with ``threads`` torch threads.
+Every adapted model and the base model are also scored on held-out source-site volumes for the structures
+the base knew (forgetting: what the adapted model costs the site's other scans), and each run records the
+bytes a site must store (its adapter files) beside the merged model's.
+
+Each target site is one regime with its own volumes, runs and tables under ``<out>/<site>/``; ``<out>``
+holds the regimes side by side (:mod:`.bench_report`). Runs go to ``<out>/<site>/runs/k<k>/f<f>/<method>/``
+(the run's own files plus ``record.json``); a run whose ``record.json`` holds the same job is not
+repeated, so an interrupted bench resumes where it stopped. Several runs go at once in separate processes
+(``workers``), each with ``threads`` torch threads.
 """
 
 from __future__ import annotations
@@ -31,12 +37,12 @@ from ..atomic import write_json_atomic
 from ..devices import resolve_device
 from ..explain import default_layer, pointing_game
 from ..models import load_base_model, read_model_header
-from ..peft import UnitRegistry, load_merged_model
+from ..peft import ADAPTER_FILES, UnitRegistry, load_merged_model
 from ..search import method_manifest, preset, run_fixed, run_search
 from .bench_data import structure_volumes, support_set
 from .bench_folds import bench_folds
 from .bench_presets import BenchPreset
-from .bench_report import write_report
+from .bench_report import write_regimes_report, write_report
 from .machine import machine_info
 from .sliding import evaluate_volumes
 
@@ -61,14 +67,37 @@ def pointing_rates(network: torch.nn.Module, network_name: str, test: list[dict]
     return {name: outcome["hit_rate"] for name, outcome in game.items()}
 
 
-def base_pointing(weights: str | Path, labels: dict[str, int], test: list[dict], config, device) -> dict[str, float]:
-    """The base model's pointing game on the test volumes (a head row it lacks, the novel structure's, is
-    re-created from :func:`load_base_model`'s fixed seed)."""
+def source_scores(network: torch.nn.Module, source: list[dict], labels: dict[str, int], seen: list[str], config,
+                  device) -> dict | None:
+    """Dice of ``network`` on the held-out source-site volumes for the ``seen`` structures (the only ones
+    labelled there): ``{structure: mean Dice, "mean": ..., "volumes": [[Dice per seen structure], ...]}``;
+    None without source volumes."""
+    if not source:
+        return None
+    order = _labels_order(labels)
+    volumes = evaluate_volumes(network, source, config.patch_size, len(labels), spacing=config.spacing, device=device)
+    rows = np.asarray([[row[order.index(s)] for s in seen] for row in volumes], dtype=float)
+    return {**{s: float(rows[:, i].mean()) for i, s in enumerate(seen)}, "mean": float(rows.mean()),
+            "volumes": rows.tolist()}
+
+
+def base_scores(weights: str | Path, labels: dict[str, int], test: list[dict], source: list[dict], seen: list[str],
+                config, device) -> dict:
+    """The base model's pointing game on the test volumes and its source-site Dice (a head row it lacks, the
+    novel structure's, is re-created from :func:`load_base_model`'s fixed seed)."""
     base = load_base_model(weights, labels)
     network = base.network.eval().to(device)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return pointing_rates(network, base.spec.name, test, labels, config, device)
+    return {"pointing": pointing_rates(network, base.spec.name, test, labels, config, device),
+            "source_dice": source_scores(network, source, labels, seen, config, device)}
+
+
+def site_bytes(run_dir: str | Path) -> dict[str, int]:
+    """What one site stores beside the shared base (its adapter files) and the merged model, in bytes."""
+    run_dir = Path(run_dir)
+    return {"adapter": sum((run_dir / name).stat().st_size for name in ADAPTER_FILES),
+            "model": (run_dir / "model.pt").stat().st_size}
 
 
 def run_job(job: dict) -> dict:
@@ -79,7 +108,8 @@ def run_job(job: dict) -> dict:
 
     ``job``: ``method``, ``shots``, ``fold``, ``target_cost`` (random only), ``weights``, ``labels``,
     ``run_preset``, ``run_changes``, ``device``, ``manifest`` (SEA-PEFT's library, None: the network's),
-    ``volumes`` (the fold's ``k + 1`` labelled volumes) and ``test`` datalists, ``out_dir``.
+    ``volumes`` (the fold's ``k + 1`` labelled volumes), ``test`` and ``source`` datalists, ``seen`` (the
+    structures scored on the source volumes), ``out_dir``.
     """
     started = time.monotonic()
     labels = job["labels"]
@@ -105,6 +135,7 @@ def run_job(job: dict) -> dict:
     dice["mean"] = float(scores.mean())
     pointing = (pointing_rates(network, base.spec.name, job["test"], labels, config, device)
                 if job["method"] == SEARCH else None)
+    source = source_scores(network, job["source"], labels, job["seen"], config, device)
     record = {
         **result.to_dict(),  # "seconds" below: training and evaluation
         "job": job_identity(job),
@@ -120,6 +151,8 @@ def run_job(job: dict) -> dict:
         "dice": dice,
         "dice_volumes": volumes,
         "pointing": pointing,
+        "source_dice": source,
+        "bytes": site_bytes(job["out_dir"]),
         "train_seconds": round(trained_s, 1),
         "seconds": round(time.monotonic() - started, 1),
         "out_dir": job["out_dir"],
@@ -174,8 +207,9 @@ def library_facts(weights: str | Path, labels: dict[str, int], budget_fraction: 
 
 
 def _jobs(bench: BenchPreset, methods: list[str], folds, weights: str, labels: dict[str, int], device: str,
-          out: Path) -> list[dict]:
-    """Every run: fold ``f`` draws its volumes from ``folds[f]``'s pool and tests on its test volumes."""
+          out: Path, source: list[dict] = (), seen: list[str] = ()) -> list[dict]:
+    """Every run: fold ``f`` draws its volumes from ``folds[f]``'s pool and tests on its test volumes (and on
+    the ``source`` volumes for the ``seen`` structures)."""
     jobs = []
     order = [SEARCH] + sorted((m for m in methods if m != "random"), key=lambda m: m != "full")
     for method in order + (["random"] if "random" in methods else []):
@@ -185,7 +219,7 @@ def _jobs(bench: BenchPreset, methods: list[str], folds, weights: str, labels: d
                              "weights": str(weights), "labels": labels, "run_preset": bench.run_preset,
                              "run_changes": dict(bench.run_changes), "device": device, "manifest": bench.manifest,
                              "volumes": support_set(folds[fold][0], shots, fold, bench.data_seed),
-                             "test": folds[fold][1],
+                             "test": folds[fold][1], "source": list(source), "seen": list(seen),
                              "out_dir": str(out / "runs" / f"k{shots}" / f"f{fold}" / method)})
     return jobs
 
@@ -241,9 +275,9 @@ def _execute(jobs: list[dict], workers: int, threads: int, progress: Progress | 
     return records
 
 
-def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, device: str = "auto",
-              command: str = "", progress: Progress | None = None) -> dict:
-    """Run the benchmark and write ``results.json``, ``results.md`` and ``results.png`` into ``out_dir``.
+def run_regime(bench: BenchPreset, weights: str | Path, out_dir: str | Path, device: str = "auto",
+               command: str = "", progress: Progress | None = None) -> dict:
+    """Run the one-site ``bench`` and write ``results.json``, ``results.md`` and ``results.png`` into ``out_dir``.
 
     Returns the results dict (what ``results.json`` holds).
     """
@@ -252,14 +286,14 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
     weights = Path(weights)
     spec, _ = read_model_header(weights)
     data = bench_folds(bench, out / "data")
-    labels, test = data.labels, data.test_items()
+    labels, test, source = data.labels, data.test_items(), list(data.source)
     methods, skipped = applicable_methods(bench.methods, spec.name)
     run_config = preset(bench.run_preset, **bench.run_changes)
     library = library_facts(weights, labels, run_config.budget_fraction, bench.manifest)
-    jobs = _jobs(bench, methods, data.folds, str(weights), labels, device, out)
+    jobs = _jobs(bench, methods, data.folds, str(weights), labels, device, out, source, list(data.seen))
     records = _execute(jobs, bench.workers, bench.threads, progress)
     torch.set_num_threads(bench.workers * bench.threads)
-    pointing = base_pointing(weights, labels, test, run_config, resolve_device(device))
+    base = base_scores(weights, labels, test, source, list(data.seen), run_config, resolve_device(device))
     results = {
         "command": command,
         "preset": bench.to_dict(),
@@ -274,9 +308,35 @@ def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, devi
         "library": library,
         "machine": {**machine_info(resolve_device(device)), "torch_threads": bench.threads, "workers": bench.workers},
         "seconds": round(time.monotonic() - started, 1),
-        "base_pointing": pointing,
+        "base_pointing": base["pointing"],
+        "base_source_dice": base["source_dice"],
         "test_volumes": structure_volumes(test, labels),
+        "source_volumes": [i["id"] for i in source],
         "runs": sorted(records, key=lambda r: (r["job"]["shots"], r["job"]["fold"], r["job"]["method"])),
     }
     write_report(results, out)
+    return results
+
+
+def _regime_progress(progress: Progress | None, site: str) -> Progress | None:
+    """``progress`` with the regime's site added to the stage name."""
+    if progress is None:
+        return None
+    return lambda stage, done, total, info: progress(f"{stage} {site}", done, total, info)
+
+
+def run_bench(bench: BenchPreset, weights: str | Path, out_dir: str | Path, device: str = "auto",
+              command: str = "", progress: Progress | None = None) -> dict:
+    """Run every regime of ``bench`` (one per target site) into ``<out_dir>/<site>/`` and write the regimes side
+    by side into ``out_dir`` (``results.json``, ``results.md``).
+
+    Returns ``{"command", "preset", "seconds", "regimes": {site: that regime's results}}``.
+    """
+    started = time.monotonic()
+    out = Path(out_dir)
+    regimes = {site: run_regime(bench.regime(site), weights, out / site, device, command,
+                                _regime_progress(progress, site)) for site in bench.sites}
+    results = {"command": command, "preset": bench.to_dict(), "seconds": round(time.monotonic() - started, 1),
+               "regimes": regimes}
+    write_regimes_report(results, out)
     return results

@@ -2,7 +2,9 @@
 
 Pool: subjects ``0..pool-1`` of the target site with the bench's data seed; test: subjects
 ``pool..pool+test-1`` of the same seed (other indices, so other anatomy, noise and field of view), never
-used for training, audits or any choice. Support sets: fold ``f`` of ``k`` shots draws ``k + 1`` pool
+used for training, audits or any choice. Source: subjects ``0..source_test-1`` of the source site with the
+bench's data seed (not pretraining's, so the base model never saw them), labelled with the target task's values
+for the structures the base knew and 0 elsewhere, to measure what adaptation forgets. Support sets: fold ``f`` of ``k`` shots draws ``k + 1`` pool
 volumes with ``random.Random(data_seed * 1000 + 100 * f + k)``; different folds give different sets.
 """
 
@@ -12,10 +14,13 @@ import json
 import random
 from pathlib import Path
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..data.datastore import image_path, label_path, subject_id, write_subject
-from ..data.phantoms import generate
+from ..data.phantoms import Phantom, generate
+from ..data.sites import ANATOMY, SOURCE, get_site
 from ..data.volumes import read_volume, voxel_spacing
 from .bench_presets import BenchPreset
 
@@ -23,7 +28,21 @@ RECIPE_FILE = "recipe.json"
 
 
 def _recipe(preset: BenchPreset) -> dict:
-    return {"site": preset.site, "data_seed": preset.data_seed, "pool": preset.pool, "test": preset.test}
+    return {"site": preset.site, "data_seed": preset.data_seed, "pool": preset.pool, "test": preset.test,
+            "source_test": preset.source_test}
+
+
+def source_phantom(target: str, seed: int, index: int) -> Phantom:
+    """Source-site subject ``index`` labelled in ``target``'s task: its seen structures by their target values,
+    every other voxel 0 (the novel structures were never labelled at the source)."""
+    site = get_site(target)
+    if not site.seen:
+        raise ValueError(f"site {target!r} has no seen structures; the source site cannot measure forgetting on it")
+    phantom = generate(SOURCE, seed, index)
+    lut = np.zeros(256, dtype=np.uint8)
+    for name in site.seen:
+        lut[ANATOMY[name]] = site.labels[name]
+    return replace(phantom, label=lut[phantom.anatomy])
 
 
 def _items(root: Path, site: str, indices: range) -> list[dict]:
@@ -31,27 +50,33 @@ def _items(root: Path, site: str, indices: range) -> list[dict]:
     return [{"id": sid, "image": str(image_path(root, sid)), "label": str(label_path(root, sid))} for sid in ids]
 
 
-def prepare_volumes(root: str | Path, preset: BenchPreset) -> tuple[list[dict], list[dict]]:
-    """Generate (or reuse, when ``root`` holds the same recipe) the pool and test volumes.
+def prepare_volumes(root: str | Path, preset: BenchPreset) -> tuple[list[dict], list[dict], list[dict]]:
+    """Generate (or reuse, when ``root`` holds the same recipe) the pool, test and source volumes of the
+    one-site ``preset``.
 
-    Returns ``(pool, test)`` datalists of ``{"id", "image", "label"}``.
+    Returns ``(pool, test, source)`` datalists of ``{"id", "image", "label"}``.
     """
     root = Path(root)
     recipe = _recipe(preset)
+    site, seed = preset.site, preset.data_seed
     pool_range = range(preset.pool)
     test_range = range(preset.pool, preset.pool + preset.test)
-    pool, test = _items(root / "pool", preset.site, pool_range), _items(root / "test", preset.site, test_range)
+    source_range = range(preset.source_test)
+    pool, test = _items(root / "pool", site, pool_range), _items(root / "test", site, test_range)
+    source = _items(root / "source", SOURCE.name, source_range)
     recipe_path = root / RECIPE_FILE
-    complete = all(Path(i[k]).is_file() for i in pool + test for k in ("image", "label"))
+    complete = all(Path(i[k]).is_file() for i in pool + test + source for k in ("image", "label"))
     if recipe_path.is_file() and json.loads(recipe_path.read_text()) == recipe and complete:
-        return pool, test
+        return pool, test, source
     root.mkdir(parents=True, exist_ok=True)
     recipe_path.unlink(missing_ok=True)
     for folder, indices in (("pool", pool_range), ("test", test_range)):
         for i in indices:
-            write_subject(root / folder, subject_id(preset.site, i), generate(preset.site, preset.data_seed, i))
+            write_subject(root / folder, subject_id(site, i), generate(site, seed, i))
+    for i in source_range:
+        write_subject(root / "source", subject_id(SOURCE.name, i), source_phantom(site, seed, i))
     recipe_path.write_text(json.dumps(recipe, indent=2) + "\n")
-    return pool, test
+    return pool, test, source
 
 
 def support_set(pool: list[dict], shots: int, fold: int, data_seed: int) -> list[dict]:

@@ -25,12 +25,15 @@ class BenchFolds:
         labels: label name -> value of every volume.
         seen: structures the base model was trained on; novel: those it was not.
         folds: ``(pool, test)`` datalists (``{"id", "image", "label"}``) of fold 0, 1, ...
+        source: held-out source-site volumes labelled with the seen structures' values (empty: forgetting is
+            not measured).
     """
 
     labels: dict[str, int]
     seen: tuple[str, ...]
     novel: tuple[str, ...]
     folds: tuple[tuple[list[dict], list[dict]], ...]
+    source: tuple[dict, ...] = ()
 
     def test_items(self) -> list[dict]:
         """Every volume that some fold tests on, once each, in fold order."""
@@ -49,7 +52,7 @@ def leave_one_out(items: list[dict], folds: int) -> tuple[tuple[list[dict], list
 
 
 def bench_folds(bench: BenchPreset, root: str | Path) -> BenchFolds:
-    """Prepare (or reuse) the volumes of ``bench`` under ``root`` and split them into its folds."""
+    """Prepare (or reuse) the volumes of the one-site ``bench`` under ``root`` and split them into its folds."""
     root = Path(root)
     if bench.data == "real":
         items = prepare_real_data(root / "real", list(SOURCES), cache=default_cache())
@@ -59,5 +62,6 @@ def bench_folds(bench: BenchPreset, root: str | Path) -> BenchFolds:
         return BenchFolds(dict(LABELS), (), tuple(n for n in LABELS if n != "background"),
                           leave_one_out(items, bench.folds))
     site = get_site(bench.site)
-    pool, test = prepare_volumes(root, bench)
-    return BenchFolds(dict(site.label_names), tuple(site.seen), tuple(site.novel), ((pool, test),) * bench.folds)
+    pool, test, source = prepare_volumes(root, bench)
+    return BenchFolds(dict(site.label_names), tuple(site.seen), tuple(site.novel), ((pool, test),) * bench.folds,
+                      tuple(source))

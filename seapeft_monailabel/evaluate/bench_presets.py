@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+from ..data.sites import get_site
 from ..search.config import preset
 
 ALL_METHODS = ("head", "full", "bitfit", "ssf", "lora", "adaptformer", "salt", "adalora", "decoder", "random")
@@ -38,7 +39,11 @@ class BenchPreset:
             ``real``: the subjects each fold draws from (all but its test subject).
         test: held-out target-site volumes (indices ``pool..pool+test-1``), used only for the test Dice;
             ``real``: 1, the fold's left-out subject.
-        site: target site of the generator (``real``: a name for the reports).
+        sites: target sites of the generator, one regime each (its own volumes, runs and tables);
+            ``real``: a name for the reports.
+        source_test: held-out source-site volumes (indices ``0..source_test-1`` of the data seed, subjects the
+            base model never saw) on which every adapted model and the base model are scored for the structures
+            the base knew (forgetting); 0: not measured.
         data: ``"phantom"`` (generated volumes) or ``"real"`` (the real subjects, leave one subject out).
         data_seed: generator seed of the benchmark's volumes (not sample-data's 2025, not pretraining's).
         run_preset: :func:`seapeft_monailabel.search.preset` name for every run, with ``run_changes``.
@@ -54,7 +59,8 @@ class BenchPreset:
     folds: int = 3
     pool: int = 16
     test: int = 6
-    site: str = "target"
+    sites: tuple[str, ...] = ("target",)
+    source_test: int = 0
     data: str = "phantom"
     data_seed: int = 3001
     run_preset: str = "cpu"
@@ -76,6 +82,13 @@ class BenchPreset:
         if self.data == "real" and (self.test != 1 or self.folds > self.pool + 1):
             raise ValueError(f"a leave-one-subject-out preset tests on 1 subject and has at most pool + 1 = "
                              f"{self.pool + 1} folds (got test={self.test}, folds={self.folds})")
+        if not self.sites or len(set(self.sites)) != len(self.sites):
+            raise ValueError(f"BenchPreset.sites must name one or more different sites (got {self.sites})")
+        if self.data == "phantom":
+            for site in self.sites:
+                get_site(site)
+        if self.source_test < 0 or (self.data == "real" and self.source_test):
+            raise ValueError(f"BenchPreset.source_test must be >= 0, and 0 for real data (got {self.source_test})")
         for name in ("folds", "test", "workers", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchPreset.{name} must be >= 1 (got {getattr(self, name)})")
@@ -84,24 +97,39 @@ class BenchPreset:
     def with_(self, **changes) -> BenchPreset:
         return replace(self, **changes)
 
+    def regime(self, site: str) -> BenchPreset:
+        """This preset restricted to the one target site ``site``."""
+        if site not in self.sites:
+            raise ValueError(f"preset {self.name} has no site {site!r} (its sites: {', '.join(self.sites)})")
+        return replace(self, sites=(site,))
+
+    @property
+    def site(self) -> str:
+        """The target site of a one-regime preset (see :meth:`regime`)."""
+        if len(self.sites) != 1:
+            raise ValueError(f"preset {self.name} has {len(self.sites)} sites; take one with regime(site)")
+        return self.sites[0]
+
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["methods"] = list(self.methods)
-        data["shots"] = list(self.shots)
+        for key in ("methods", "shots", "sites"):
+            data[key] = list(data[key])
         return data
 
 
 BENCH_PRESETS: dict[str, BenchPreset] = {
-    "gpu": BenchPreset("gpu", methods=ALL_METHODS, folds=3, pool=24, test=8, run_preset="gpu", workers=4, threads=2),
+    "gpu": BenchPreset("gpu", methods=ALL_METHODS, folds=3, pool=24, test=8, sites=("target", "target_ct"),
+                       source_test=8, run_preset="gpu", workers=4, threads=2),
     "cpu": BenchPreset("cpu", methods=("head", "full", "lora", "decoder", "random"), folds=3, pool=12,
-                       test=4, run_preset="cpu",
+                       test=8, sites=("target", "target_ct"), source_test=4, run_preset="cpu",
                        run_changes={"max_steps": 120, "refine_steps": 40, "refine_patience": 40, "warmup_steps": 10},
                        workers=2, threads=1),
     "tiny": BenchPreset("tiny", methods=("head", "lora", "random"), shots=(1, 2), folds=1, pool=3, test=1,
+                        source_test=1,
                         run_preset="tiny", run_changes={"max_steps": 8, "refine_steps": 2},
                         workers=1, threads=1),
     "real": BenchPreset("real", methods=("head", "full", "lora"), shots=(1,), folds=3, pool=2, test=1,
-                        site="real", data="real", run_preset="cpu",
+                        sites=("real",), data="real", run_preset="cpu",
                         run_changes={"max_steps": 120, "refine_steps": 40, "refine_patience": 40, "warmup_steps": 10},
                         workers=2, threads=1),
 }

@@ -2,7 +2,12 @@
 
 Dice values are fractions in the records and x 100 in the table and plot. "mean ± sd" is over folds
 (each fold's value being the mean over the test volumes); "mean over shots" averages the per-shot means.
-The strongest fixed baseline is the fixed method (random sets excluded) with the best mean over shots.
+The strongest PEFT baseline is the fixed parameter-efficient method (full fine-tuning, the reference, and
+random sets excluded) with the best mean over shots. Forgetting is an adapted model's Dice on held-out
+source-site volumes for the structures the base knew, against the base model's on the same volumes.
+
+A bench of several target sites writes one report per regime (``<out>/<site>/``) and the regimes side by
+side in ``<out>`` (:func:`write_regimes_report`).
 """
 
 from __future__ import annotations
@@ -13,12 +18,15 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import staged_folder
+from ..data.sites import SITES
 from ..figures import plt, save_figure
 from .machine import describe_machine
 
 SEARCH = "sea-peft"
-GOAL_GAP = 3.0  # Dice points SEA-PEFT must gain over the strongest fixed baseline
+GOAL_GAP = 3.0  # Dice points SEA-PEFT must gain over the strongest PEFT baseline and over random sets of its cost
 GOAL_PERCENT = 0.5  # at most this % of the backbone trained
+GOAL_FORGETTING = 1.0  # SEA-PEFT's source-site Dice at most this many points below the base model's
+REFERENCE = "full"  # full fine-tuning: reported as the reference, not a PEFT baseline
 
 
 def _mean_sd(values: list[float]) -> tuple[float, float]:
@@ -45,6 +53,9 @@ def summarise(results: dict) -> dict:
                 per_volume[str(k)] = _per_volume(fold_runs, [v["id"] for v in results.get("test_volumes") or []])
         over_shots = {s: float(np.mean([v[s][0] for v in per_shot.values()])) for s in structures + ["mean"]}
         methods[method] = {
+            "source": _source(runs, shots),
+            "adapter_bytes": float(np.mean([r["bytes"]["adapter"] for r in runs])) if _has(runs, "bytes") else None,
+            "model_bytes": float(np.mean([r["bytes"]["model"] for r in runs])) if _has(runs, "bytes") else None,
             "per_shot": per_shot,
             "per_volume": per_volume,
             "over_shots": over_shots,
@@ -56,8 +67,24 @@ def summarise(results: dict) -> dict:
             "seconds": float(np.mean([r["seconds"] for r in runs])),
             "runs": len(runs),
         }
-    return {"structures": structures, "methods": methods, "goals": _goals(methods),
-            "pointing": _pointing(results, structures)}
+    base = results.get("base_source_dice")
+    base_source = None if base is None else {k: 100 * v for k, v in base.items() if k != "volumes"}
+    return {"structures": structures, "methods": methods, "goals": _goals(methods, base_source),
+            "pointing": _pointing(results, structures), "base_source": base_source}
+
+
+def _has(runs: list[dict], key: str) -> bool:
+    return all(r.get(key) is not None for r in runs)
+
+
+def _source(runs: list[dict], shots: list[int]) -> dict | None:
+    """Source-site Dice x 100 (the seen structures' mean): ``per_shot`` ``[mean, sd]`` over folds and
+    ``over_shots``; None when the runs were not scored on source volumes."""
+    if not _has(runs, "source_dice"):
+        return None
+    per_shot = {str(k): list(_mean_sd([100 * r["source_dice"]["mean"] for r in runs if r["job"]["shots"] == k]))
+                for k in shots if any(r["job"]["shots"] == k for r in runs)}
+    return {"per_shot": per_shot, "over_shots": float(np.mean([v[0] for v in per_shot.values()]))}
 
 
 def _per_volume(runs: list[dict], ids: list[str]) -> list[list[float]]:
@@ -85,22 +112,32 @@ def _pointing(results: dict, structures: list[str]) -> dict:
     return table
 
 
-def _goals(methods: dict) -> dict:
+def _goals(methods: dict, base_source: dict | None = None) -> dict:
     if SEARCH not in methods:
         return {}
     ours = methods[SEARCH]
-    fixed = {m: v for m, v in methods.items() if m not in (SEARCH, "random")}
+    peft = {m: v for m, v in methods.items() if m not in (SEARCH, "random", REFERENCE)}
     goals: dict = {"sea_peft_mean": ours["over_shots"]["mean"], "sea_peft_max_percent": ours["max_percent"],
                    "sea_peft_budget_used": ours["budget_used"]}
     goals["percent_met"] = ours["max_percent"] <= GOAL_PERCENT
-    if fixed:
-        best = max(fixed, key=lambda m: fixed[m]["over_shots"]["mean"])
-        goals.update(strongest_fixed=best, strongest_fixed_mean=fixed[best]["over_shots"]["mean"])
-        goals["gap"] = ours["over_shots"]["mean"] - fixed[best]["over_shots"]["mean"]
+    if peft:
+        best = max(peft, key=lambda m: peft[m]["over_shots"]["mean"])
+        goals.update(strongest_peft=best, strongest_peft_mean=peft[best]["over_shots"]["mean"])
+        goals["gap"] = ours["over_shots"]["mean"] - peft[best]["over_shots"]["mean"]
         goals["gap_met"] = goals["gap"] >= GOAL_GAP
+    if REFERENCE in methods:
+        goals["reference_mean"] = methods[REFERENCE]["over_shots"]["mean"]
     if "random" in methods:
         goals["random_mean"] = methods["random"]["over_shots"]["mean"]
         goals["random_gap"] = ours["over_shots"]["mean"] - goals["random_mean"]
+        goals["random_gap_met"] = goals["random_gap"] >= GOAL_GAP
+    if base_source is not None and ours["source"] is not None:
+        goals["base_source_mean"] = base_source["mean"]
+        goals["sea_peft_source_mean"] = ours["source"]["over_shots"]
+        goals["forgetting"] = ours["source"]["over_shots"] - base_source["mean"]
+        goals["forgetting_met"] = goals["forgetting"] >= -GOAL_FORGETTING
+        if REFERENCE in methods and methods[REFERENCE]["source"] is not None:
+            goals["reference_forgetting"] = methods[REFERENCE]["source"]["over_shots"] - base_source["mean"]
     return goals
 
 
@@ -159,8 +196,66 @@ def _selection_lines(results: dict) -> list[str]:
     return lines
 
 
-def markdown(results: dict, summary: dict) -> str:
-    """The result tables and the goals check as Markdown."""
+def _met(flag: bool) -> str:
+    return f"**{'met' if flag else 'not met'}**"
+
+
+def goal_lines(g: dict) -> list[str]:
+    """The goals check of one regime, one sentence per goal."""
+    lines = []
+    if "gap" in g:
+        lines.append(f"SEA-PEFT mean over shots {g['sea_peft_mean']:.1f} vs the strongest PEFT baseline "
+                     f"({g['strongest_peft']}) {g['strongest_peft_mean']:.1f}: {g['gap']:+.1f} points "
+                     f"(goal ≥ +{GOAL_GAP:.0f}): {_met(g['gap_met'])}.")
+    if "random_gap" in g:
+        lines.append(f"SEA-PEFT vs random unit sets of its cost ({g['random_mean']:.1f}): {g['random_gap']:+.1f} "
+                     f"points (goal ≥ +{GOAL_GAP:.0f}): {_met(g['random_gap_met'])}.")
+    lines.append(f"SEA-PEFT trains at most {g['sea_peft_max_percent']:.3f} % of the backbone (goal ≤ "
+                 f"{GOAL_PERCENT} %): {_met(g['percent_met'])}; its sets use "
+                 f"{100 * g['sea_peft_budget_used']:.0f} % of the budget on average.")
+    if "forgetting" in g:
+        reference = (f"; full fine-tuning {g['reference_forgetting']:+.1f}" if "reference_forgetting" in g else "")
+        lines.append(f"SEA-PEFT's source-site Dice {g['sea_peft_source_mean']:.1f} vs the base model's "
+                     f"{g['base_source_mean']:.1f}: {g['forgetting']:+.1f} points (goal ≥ -{GOAL_FORGETTING:.0f})"
+                     f": {_met(g['forgetting_met'])}{reference}.")
+    if "reference_mean" in g:
+        lines.append(f"Full fine-tuning, the reference (every weight, one whole model per site): "
+                     f"{g['reference_mean']:.1f} ({g['sea_peft_mean'] - g['reference_mean']:+.1f} points for SEA-PEFT).")
+    return lines
+
+
+def _kib(value: float | None) -> str:
+    return "–" if value is None else f"{value / 1024:,.0f}"
+
+
+def _forgetting_lines(results: dict, summary: dict, order: list[str]) -> list[str]:
+    """Forgetting (source-site Dice of the seen structures, per shot) and what each site stores."""
+    base = summary.get("base_source")
+    methods = summary["methods"]
+    if base is None or not any(methods[m]["source"] for m in order):
+        return []
+    shots = [str(k) for k in results["preset"]["shots"]]
+    seen = ", ".join(results["seen"])
+    lines = ["", f"Forgetting and storage: Dice x 100 of each adapted model on {len(results['source_volumes'])} "
+             f"held-out `source` volumes for the structures the base knew ({seen}; mean ± sd over folds), against "
+             f"the base model's {base['mean']:.1f} on the same volumes; KiB a site stores beside the shared base "
+             "(its adapter files: units and head) against the merged model:", "",
+             "| method | " + " | ".join(f"{k} shot{'s' * (k != '1')}" for k in shots)
+             + " | mean over shots | vs base | KiB per site | model KiB |", "|---" * (5 + len(shots)) + "|",
+             f"| base model | " + " | ".join(f"{base['mean']:.1f}" for _ in shots) + f" | {base['mean']:.1f} | – | "
+             "0 | – |"]
+    for m in order:
+        source = methods[m]["source"]
+        if source is None:
+            continue
+        lines.append(f"| {m} | " + " | ".join(_cell(source["per_shot"].get(k)) for k in shots)
+                     + f" | {source['over_shots']:.1f} | {source['over_shots'] - base['mean']:+.1f} | "
+                     f"{_kib(methods[m]['adapter_bytes'])} | {_kib(methods[m]['model_bytes'])} |")
+    return lines
+
+
+def markdown(results: dict, summary: dict, command: bool = True) -> str:
+    """The result tables and the goals check as Markdown (``command``: end with the command line)."""
     shots = [str(k) for k in results["preset"]["shots"]]
     structures = summary["structures"]
     seen, novel = set(results["seen"]), set(results["novel"])
@@ -171,7 +266,7 @@ def markdown(results: dict, summary: dict) -> str:
     lib = results["library"]
     folds = results["preset"]["folds"]
     lines = [
-        f"Test Dice x 100 on {results['preset']['test']} held-out `{results['preset']['site']}` volumes, "
+        f"Test Dice x 100 on {results['preset']['test']} held-out `{results['preset']['sites'][0]}` volumes, "
         f"mean ± sd over {folds} fold(s); network `{results['network']['name']}` "
         f"({_count(lib['backbone_parameters'])} parameters); budget {_count(lib['budget'])} parameters "
         f"({100 * results['run_config']['budget_fraction']:.2f} %), unit library `{lib['manifest']}` "
@@ -195,20 +290,12 @@ def markdown(results: dict, summary: dict) -> str:
         for k, stat in methods[m]["per_shot"].items():
             lines.append(f"| {m} | {k} | " + " | ".join(_cell(stat[s]) for s in structures + ["mean"]) + " |")
     lines += _per_volume_lines(results, summary, order, tag)
+    lines += _forgetting_lines(results, summary, order)
     lines += _selection_lines(results)
     g = summary["goals"]
     if g:
         lines += ["", "Goals:", ""]
-        if "gap" in g:
-            lines.append(f"- SEA-PEFT mean over shots {g['sea_peft_mean']:.1f} vs the strongest fixed baseline "
-                         f"({g['strongest_fixed']}) {g['strongest_fixed_mean']:.1f}: {g['gap']:+.1f} points "
-                         f"(goal ≥ +{GOAL_GAP:.0f}): **{'met' if g['gap_met'] else 'not met'}**.")
-        lines.append(f"- SEA-PEFT trains at most {g['sea_peft_max_percent']:.3f} % of the backbone (goal ≤ "
-                     f"{GOAL_PERCENT} %): **{'met' if g['percent_met'] else 'not met'}**; its sets use "
-                     f"{100 * g['sea_peft_budget_used']:.0f} % of the budget on average.")
-        if "random_gap" in g:
-            lines.append(f"- Random unit sets of SEA-PEFT's cost: {g['random_mean']:.1f} "
-                         f"({-g['random_gap']:+.1f} points against SEA-PEFT).")
+        lines += [f"- {line}" for line in goal_lines(g)]
     if summary["pointing"]:
         lines += ["", f"Pointing game (share of the {results['preset']['test']} test volumes whose Grad-CAM maximum "
                   "lies inside the structure, %; SEA-PEFT: mean over folds):", "",
@@ -222,7 +309,7 @@ def markdown(results: dict, summary: dict) -> str:
     lines += ["", f"Machine: {describe_machine(results['machine'])} per run process. Bench wall time {results['seconds'] / 60:.1f} min "
               f"(this invocation); {sum(r['seconds'] for r in results['runs']) / 60:.1f} min of run time in all "
               f"({results['preset']['workers']} run(s) at once)."]
-    if results.get("command"):
+    if results.get("command") and command:
         lines += ["", "Command:", "", "```bash", results["command"], "```"]
     return "\n".join(lines) + "\n"
 
@@ -266,4 +353,59 @@ def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
         (staging / names["json"]).write_text(json.dumps(results, indent=1) + "\n")
         (staging / names["markdown"]).write_text(markdown(results, summary), encoding="utf-8")
         plot(results, summary, staging / names["plot"])
+    return {key: out / name for key, name in names.items()}
+
+
+def _regime_title(site: str) -> str:
+    known = SITES.get(site)
+    return f"`{site}`" + (f" ({known.modality}): {known.description}" if known else "")
+
+
+def regimes_markdown(results: dict) -> str:
+    """The regimes side by side (what the goals ask in each), then each regime's tables."""
+    regimes = results["regimes"]
+    lines = ["Regimes side by side (test Dice x 100, mean over shots and folds; source: Dice x 100 on held-out "
+             "source-site volumes for the structures the base knew; KiB a site stores beside the shared base):", "",
+             "| regime | SEA-PEFT | strongest PEFT baseline | SEA-PEFT - it | random sets | SEA-PEFT - random | "
+             "full (reference) | source: base / SEA-PEFT / full | KiB per site: SEA-PEFT / full |",
+             "|---" * 9 + "|"]
+    for site, regime in regimes.items():
+        summary, g = regime["summary"], regime["summary"]["goals"]
+        methods = summary["methods"]
+
+        def value(key, fmt="{:.1f}"):
+            return fmt.format(g[key]) if key in g else "–"
+
+        def source(m):
+            return f"{methods[m]['source']['over_shots']:.1f}" if m in methods and methods[m]["source"] else "–"
+
+        base = f"{summary['base_source']['mean']:.1f}" if summary.get("base_source") else "–"
+        best = f"{g['strongest_peft']} {g['strongest_peft_mean']:.1f}" if "strongest_peft" in g else "–"
+        sizes = " / ".join(_kib(methods[m]["adapter_bytes"]) if m in methods else "–" for m in (SEARCH, REFERENCE))
+        lines.append(f"| `{site}` | {value('sea_peft_mean')} | {best} | {value('gap', '{:+.1f}')} | "
+                     f"{value('random_mean')} | {value('random_gap', '{:+.1f}')} | {value('reference_mean')} | "
+                     f"{base} / {source(SEARCH)} / {source(REFERENCE)} | {sizes} |")
+    lines += ["", "Goals per regime:", ""]
+    for site, regime in regimes.items():
+        lines += [f"- `{site}`: {line}" for line in goal_lines(regime["summary"]["goals"])]
+    lines += ["", f"Bench wall time {results['seconds'] / 60:.1f} min for {len(regimes)} regime(s) (this invocation)."]
+    if results.get("command"):
+        lines += ["", "Command:", "", "```bash", results["command"], "```"]
+    for site, regime in regimes.items():
+        lines += ["", f"### Regime {_regime_title(site)}", "",
+                  markdown(regime, regime["summary"], command=False).rstrip("\n"),
+                  "", f"![Dice by method and shot, {site}]({site}/results.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def write_regimes_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``results.json`` (each regime's summary; its runs stay in ``<site>/results.json``) and
+    ``results.md`` (the regimes side by side, then each regime's tables) into ``out_dir``."""
+    out = Path(out_dir)
+    slim = {**results, "regimes": {site: {"summary": r["summary"], "seconds": r["seconds"],
+                                          "results": f"{site}/results.json"} for site, r in results["regimes"].items()}}
+    names = {"json": "results.json", "markdown": "results.md"}
+    with staged_folder(out) as staging:
+        (staging / names["json"]).write_text(json.dumps(slim, indent=1) + "\n")
+        (staging / names["markdown"]).write_text(regimes_markdown(results), encoding="utf-8")
     return {key: out / name for key, name in names.items()}
