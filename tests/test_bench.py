@@ -11,10 +11,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from seapeft_monailabel.commands import bench as bench_command
-from seapeft_monailabel.evaluate.bench import SEARCH, applicable_methods, run_bench
+from seapeft_monailabel.data.datastore import image_path, label_path, write_subject
+from seapeft_monailabel.data.phantoms import generate
+from seapeft_monailabel.evaluate.bench import SEARCH, _jobs, applicable_methods, evaluation_predictor, run_bench
 from seapeft_monailabel.evaluate.bench_data import support_set
 from seapeft_monailabel.evaluate.bench_presets import (
     BENCH_PRESETS,
@@ -22,6 +25,8 @@ from seapeft_monailabel.evaluate.bench_presets import (
     bench_preset,
 )
 from seapeft_monailabel.evaluate.bench_report import summarise
+from seapeft_monailabel.evaluate.sliding import evaluate_predictor, evaluate_volumes
+from seapeft_monailabel.models import load_base_model
 from seapeft_monailabel.training import PretrainRecipe, pretrain
 
 TINY_MODEL = PretrainRecipe(channels=(8, 16, 32), strides=(2, 2), num_res_units=1, train_subjects=1, test_subjects=1,
@@ -198,6 +203,16 @@ def test_presets():
         BenchPreset("x", methods=(), sites=("target", "target"))
 
 
+def test_pointing_game_only_in_the_folds_asked():
+    cpu = BENCH_PRESETS["cpu"]
+    pool = [{"id": f"v{i}", "image": f"v{i}.nii.gz", "label": f"l{i}.nii.gz"} for i in range(cpu.pool)]
+    jobs = _jobs(cpu, list(cpu.methods), [(pool, [])] * cpu.folds, "w.pt", {"background": 0}, "cpu", Path("o"))
+    playing = {(j["method"], j["fold"]) for j in jobs if j["pointing"]}
+    assert playing == {(SEARCH, 0)} and cpu.pointing_folds == 1
+    assert all(j["pointing"] == (j["method"] == SEARCH) for j in _jobs(cpu.with_(pointing_folds=None), [], [(pool, [])] * 3,
+                                                                     "w.pt", {"background": 0}, "cpu", Path("o")))
+
+
 def test_two_regimes_side_by_side(weights, tmp_path):
     """One bench, two target sites: each regime its own volumes, runs and report, and a report beside them that
     compares SEA-PEFT with full fine-tuning (the reference) in both, forgetting and file size included."""
@@ -305,3 +320,15 @@ def test_set_rejects_bad_items_naming_them(item, message):
     args = parser.parse_args(["--out", "o", "--set", item])
     with pytest.raises(ValueError, match=message):
         bench_command.bench_from_args(args)
+
+
+def test_bench_measures_with_the_openvino_model_what_pytorch_gives(weights, tmp_path):
+    """On a CPU the bench evaluates through OpenVINO FP32 (the served runtime): the same Dice as PyTorch's."""
+    base = load_base_model(weights, {"background": 0, "liver": 1, "gallbladder": 2})
+    write_subject(tmp_path, "target_000", generate("target", 11, 0))
+    items = [{"image": str(image_path(tmp_path, "target_000")), "label": str(label_path(tmp_path, "target_000"))}]
+    predictor = evaluation_predictor(base.network, 1, (32, 32, 32), torch.device("cpu"))
+    assert predictor.runtime == "openvino"
+    (ours,) = evaluate_predictor(predictor, items, 3)
+    (torchs,) = evaluate_volumes(base.network, items, (32, 32, 32), 3)
+    assert ours == pytest.approx(torchs, abs=1e-3) and max(ours) > 0

@@ -18,7 +18,8 @@ Site tasks (label values written to ``labels/final``)::
     target      0 background, 1 liver (seen), 2 gallbladder (novel)
                 (MR-like, T2-weighted fat-bright contrast, Rician noise, strong bias field)
     target_ct   0 background, 1 spleen (seen), 2 gallbladder (novel)
-                (non-contrast low-dose CT from another scanner: noisier, thicker slices)
+                (the same modality and contrast phase from another scanner: other noise and
+                reconstruction kernel, spacing, field of view and bias; the paper's regime)
 
 "Seen" structures are labelled at the source site (the base model knows them); "novel" ones are
 present in every subject's anatomy at every site but never labelled at the source site.
@@ -199,23 +200,23 @@ TARGET = Site(
 TARGET_CT = Site(
     name="target_ct",
     modality="CT",
-    description="non-contrast low-dose CT from another scanner: other contrast, heavy noise, 5 mm slices",
+    description="portal-venous CT from another scanner: other noise and kernel, 5 mm slices, other field of view",
     spacing=(2.8, 2.8, 5.0),
     shape_xy=(112, 128),
-    shape_z=(48, 60),
-    fov_center_z_mm=(15.0, 40.0),
+    shape_z=(44, 56),
+    fov_center_z_mm=(0.0, 30.0),
     anatomy_scale=(0.90, 1.15),
     tissues=_frozen({
-        "air": (-1000.0, 0.0), "fat": (-105.0, 12.0), "muscle": (45.0, 8.0), "bowel": (30.0, 15.0),
-        "gas": (-960.0, 20.0), "liver": (58.0, 6.0), "gallbladder": (8.0, 3.0), "spleen": (46.0, 5.0),
-        "kidney": (32.0, 5.0), "renal_sinus": (-60.0, 20.0), "artery": (42.0, 3.0), "vein": (40.0, 3.0),
-        "cortical_bone": (650.0, 60.0), "marrow": (220.0, 40.0), "disc": (80.0, 6.0), "csf": (12.0, 3.0),
-        "stomach_wall": (40.0, 5.0), "stomach_fluid": (10.0, 5.0),
+        "air": (-1000.0, 0.0), "fat": (-92.0, 14.0), "muscle": (58.0, 9.0), "bowel": (42.0, 16.0),
+        "gas": (-940.0, 25.0), "liver": (104.0, 9.0), "gallbladder": (18.0, 4.0), "spleen": (112.0, 8.0),
+        "kidney": (168.0, 14.0), "renal_sinus": (-30.0, 20.0), "artery": (152.0, 5.0), "vein": (142.0, 5.0),
+        "cortical_bone": (760.0, 70.0), "marrow": (280.0, 45.0), "disc": (92.0, 7.0), "csf": (20.0, 4.0),
+        "stomach_wall": (78.0, 6.0), "stomach_fluid": (20.0, 6.0),
     }),
     noise="gaussian",
-    noise_sigma=(18.0, 26.0),
-    noise_corr_vox=1.0,
-    bias_log_std=0.01,
+    noise_sigma=(16.0, 24.0),
+    noise_corr_vox=1.3,
+    bias_log_std=0.02,
     coil_gain=0.0,
     intensity_offset=-1000.0,
     value_range=(-1024.0, 3071.0),

@@ -5,7 +5,8 @@ seed from a pool of generated target-site volumes) with the same run settings: S
 :func:`~seapeft_monailabel.search.run_search`, each fixed baseline through
 :func:`~seapeft_monailabel.search.run_fixed` (the same trainer, patches, steps and schedule), and
 ``random`` as a random unit set of the cost SEA-PEFT chose in that fold. Each run's merged model is
-then evaluated on the held-out test volumes (MONAI sliding window, Gaussian blending) per structure.
+then evaluated on the held-out test volumes per structure, with the served sliding window (Gaussian
+blending) and, on a CPU, the served runtime (OpenVINO FP32: the class maps PyTorch gives, faster).
 SEA-PEFT's models and the base model also play the pointing game on the test volumes (does the 3D
 Grad-CAM maximum of each structure fall inside it; :mod:`seapeft_monailabel.explain`).
 
@@ -35,16 +36,19 @@ import yaml
 
 from ..atomic import write_json_atomic
 from ..devices import resolve_device
+from ..inference.predictor import Predictor, openvino_predictor, torch_predictor
 from ..explain import default_layer, pointing_game
-from ..models import load_base_model, read_model_header
+from ..models import fit_patch, load_base_model, read_model_header
 from ..peft import ADAPTER_FILES, UnitRegistry, load_merged_model
+from ..quant.convert import to_openvino
+from ..quant.runtime import OpenVINOPredictor
 from ..search import method_manifest, preset, run_fixed, run_search
 from .bench_data import structure_volumes, support_set
 from .bench_folds import bench_folds
 from .bench_presets import BenchPreset
 from .bench_report import write_regimes_report, write_report
 from .machine import machine_info
-from .sliding import evaluate_volumes
+from .sliding import evaluate_predictor
 
 SEARCH = "sea-peft"
 RECORD = "record.json"
@@ -67,15 +71,26 @@ def pointing_rates(network: torch.nn.Module, network_name: str, test: list[dict]
     return {name: outcome["hit_rate"] for name, outcome in game.items()}
 
 
-def source_scores(network: torch.nn.Module, source: list[dict], labels: dict[str, int], seen: list[str], config,
-                  device) -> dict | None:
-    """Dice of ``network`` on the held-out source-site volumes for the ``seen`` structures (the only ones
-    labelled there): ``{structure: mean Dice, "mean": ..., "volumes": [[Dice per seen structure], ...]}``;
-    None without source volumes."""
+def evaluation_predictor(network: torch.nn.Module, in_channels: int, roi_size, device: torch.device) -> Predictor:
+    """The predictor the bench measures a trained network with: on a CPU what the server runs there, the network
+    converted to OpenVINO FP32 (the same class maps as PyTorch's, several times faster on one thread); else
+    PyTorch on ``device``. Both use the served sliding window (``roi_size``, Gaussian blending)."""
+    network = network.eval()
+    if device.type != "cpu":
+        return torch_predictor(network.to(device), roi_size, device=device)
+    windows = OpenVINOPredictor(to_openvino(network, in_channels, roi_size), threads=torch.get_num_threads())
+    return openvino_predictor(windows, roi_size, "fp32")
+
+
+def source_scores(predictor: Predictor, source: list[dict], labels: dict[str, int], seen: list[str],
+                  config) -> dict | None:
+    """Dice on the held-out source-site volumes for the ``seen`` structures (the only ones labelled there):
+    ``{structure: mean Dice, "mean": ..., "volumes": [[Dice per seen structure], ...]}``; None without
+    source volumes."""
     if not source:
         return None
     order = _labels_order(labels)
-    volumes = evaluate_volumes(network, source, config.patch_size, len(labels), spacing=config.spacing, device=device)
+    volumes = evaluate_predictor(predictor, source, len(labels), spacing=config.spacing)
     rows = np.asarray([[row[order.index(s)] for s in seen] for row in volumes], dtype=float)
     return {**{s: float(rows[:, i].mean()) for i, s in enumerate(seen)}, "mean": float(rows.mean()),
             "volumes": rows.tolist()}
@@ -89,8 +104,9 @@ def base_scores(weights: str | Path, labels: dict[str, int], test: list[dict], s
     network = base.network.eval().to(device)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    return {"pointing": pointing_rates(network, base.spec.name, test, labels, config, device),
-            "source_dice": source_scores(network, source, labels, seen, config, device)}
+    pointing = pointing_rates(network, base.spec.name, test, labels, config, device)
+    predictor = evaluation_predictor(network, base.spec.in_channels, fit_patch(config.patch_size, base.spec), device)
+    return {"pointing": pointing, "source_dice": source_scores(predictor, source, labels, seen, config)}
 
 
 def site_bytes(run_dir: str | Path) -> dict[str, int]:
@@ -109,7 +125,7 @@ def run_job(job: dict) -> dict:
     ``job``: ``method``, ``shots``, ``fold``, ``target_cost`` (random only), ``weights``, ``labels``,
     ``run_preset``, ``run_changes``, ``device``, ``manifest`` (SEA-PEFT's library, None: the network's),
     ``volumes`` (the fold's ``k + 1`` labelled volumes), ``test`` and ``source`` datalists, ``seen`` (the
-    structures scored on the source volumes), ``out_dir``.
+    structures scored on the source volumes), ``pointing`` (play the pointing game), ``out_dir``.
     """
     started = time.monotonic()
     labels = job["labels"]
@@ -128,14 +144,15 @@ def run_job(job: dict) -> dict:
     ids = {i["image"]: i["id"] for i in job["volumes"]}
     network, _ = load_merged_model(Path(job["out_dir"]) / "model.pt")
     device = resolve_device(job["device"])
-    volumes = evaluate_volumes(network.to(device), job["test"], config.patch_size, len(labels),
-                               spacing=config.spacing, device=device)
+    network.to(device)
+    pointing = (pointing_rates(network, base.spec.name, job["test"], labels, config, device)
+                if job["pointing"] else None)
+    predictor = evaluation_predictor(network, base.spec.in_channels, fit_patch(config.patch_size, base.spec), device)
+    volumes = evaluate_predictor(predictor, job["test"], len(labels), spacing=config.spacing)
     scores = np.asarray(volumes, dtype=float)
     dice = {name: float(scores[:, i].mean()) for i, name in enumerate(_labels_order(labels))}
     dice["mean"] = float(scores.mean())
-    pointing = (pointing_rates(network, base.spec.name, job["test"], labels, config, device)
-                if job["method"] == SEARCH else None)
-    source = source_scores(network, job["source"], labels, job["seen"], config, device)
+    source = source_scores(predictor, job["source"], labels, job["seen"], config)
     record = {
         **result.to_dict(),  # "seconds" below: training and evaluation
         "job": job_identity(job),
@@ -220,6 +237,7 @@ def _jobs(bench: BenchPreset, methods: list[str], folds, weights: str, labels: d
                              "run_changes": dict(bench.run_changes), "device": device, "manifest": bench.manifest,
                              "volumes": support_set(folds[fold][0], shots, fold, bench.data_seed),
                              "test": folds[fold][1], "source": list(source), "seen": list(seen),
+                             "pointing": method == SEARCH and fold < (bench.pointing_folds or bench.folds),
                              "out_dir": str(out / "runs" / f"k{shots}" / f"f{fold}" / method)})
     return jobs
 

@@ -3,10 +3,14 @@
 Presets:
 
 - ``gpu``: the full table (every fixed baseline that applies to the network, random sets of SEA-PEFT's
-  cost, 1/5/10 shots, 3 folds) with the ``gpu`` run settings, several runs at once on one GPU (one
-  process each). Meant for SwinUNETR weights (``--weights``); it also runs on a CPU at small sizes.
-- ``cpu``: fewer methods, the small default backbone (the shipped UNet), shorter runs of
-  the ``cpu`` run settings; two single-threaded processes share two cores.
+  cost, 1/5/10 shots, 3 folds, 8 test volumes) in both regimes (the MR-like ``target``, the CT-like
+  ``target_ct``) with the ``gpu`` run settings, several runs at once on one GPU (one process each).
+  Meant for SwinUNETR weights (``--weights``); it also runs on a CPU at small sizes.
+- ``cpu``: both regimes, 8 test volumes and 4 source-site volumes each, with fewer methods (full
+  fine-tuning, the reference; LoRA and decoder tuning, the PEFT baselines that led the head-only one by
+  10 points and more on every earlier table; random sets), the small default backbone (the shipped UNet),
+  shorter runs of the ``cpu`` run settings, the pointing game in fold 0; two single-threaded processes
+  share two cores, within 25 minutes.
 - ``tiny``: seconds; for the test suite.
 - ``real``: real heads with brain masks from registry packages (:mod:`seapeft_monailabel.data.real`,
   prepared at bench time), leave one subject out; SEA-PEFT against head, LoRA and full on the shipped
@@ -44,6 +48,8 @@ class BenchPreset:
         source_test: held-out source-site volumes (indices ``0..source_test-1`` of the data seed, subjects the
             base model never saw) on which every adapted model and the base model are scored for the structures
             the base knew (forgetting); 0: not measured.
+        pointing_folds: SEA-PEFT's runs that play the pointing game on the test volumes: folds
+            ``0..pointing_folds-1`` of every shot count (None: every fold).
         data: ``"phantom"`` (generated volumes) or ``"real"`` (the real subjects, leave one subject out).
         data_seed: generator seed of the benchmark's volumes (not sample-data's 2025, not pretraining's).
         run_preset: :func:`seapeft_monailabel.search.preset` name for every run, with ``run_changes``.
@@ -61,6 +67,7 @@ class BenchPreset:
     test: int = 6
     sites: tuple[str, ...] = ("target",)
     source_test: int = 0
+    pointing_folds: int | None = None
     data: str = "phantom"
     data_seed: int = 3001
     run_preset: str = "cpu"
@@ -120,8 +127,8 @@ class BenchPreset:
 BENCH_PRESETS: dict[str, BenchPreset] = {
     "gpu": BenchPreset("gpu", methods=ALL_METHODS, folds=3, pool=24, test=8, sites=("target", "target_ct"),
                        source_test=8, run_preset="gpu", workers=4, threads=2),
-    "cpu": BenchPreset("cpu", methods=("head", "full", "lora", "decoder", "random"), folds=3, pool=12,
-                       test=8, sites=("target", "target_ct"), source_test=4, run_preset="cpu",
+    "cpu": BenchPreset("cpu", methods=("full", "lora", "decoder", "random"), folds=3, pool=12,
+                       test=8, sites=("target", "target_ct"), source_test=4, pointing_folds=1, run_preset="cpu",
                        run_changes={"max_steps": 120, "refine_steps": 40, "refine_patience": 40, "warmup_steps": 10},
                        workers=2, threads=1),
     "tiny": BenchPreset("tiny", methods=("head", "lora", "random"), shots=(1, 2), folds=1, pool=3, test=1,

@@ -98,8 +98,13 @@ def _per_volume(runs: list[dict], ids: list[str]) -> list[list[float]]:
     return [(100 * np.mean(rows[sid], axis=0)).tolist() for sid in ids or list(rows) if sid in rows]
 
 
+def _folds_played(folds: int) -> str:
+    return "fold 0" if folds == 1 else f"folds 0 to {folds - 1}"
+
+
 def _pointing(results: dict, structures: list[str]) -> dict:
-    """Pointing-game hit rates (%) per structure: the base model, and SEA-PEFT's models per shot (mean over folds)."""
+    """Pointing-game hit rates (%) per structure: the base model, and SEA-PEFT's models per shot (mean over the
+    folds that played it)."""
     table = {}
     if results.get("base_pointing"):
         table["base model"] = {s: 100 * results["base_pointing"][s] for s in structures}
@@ -297,8 +302,9 @@ def markdown(results: dict, summary: dict, command: bool = True) -> str:
         lines += ["", "Goals:", ""]
         lines += [f"- {line}" for line in goal_lines(g)]
     if summary["pointing"]:
+        folds = results["preset"].get("pointing_folds") or results["preset"]["folds"]
         lines += ["", f"Pointing game (share of the {results['preset']['test']} test volumes whose Grad-CAM maximum "
-                  "lies inside the structure, %; SEA-PEFT: mean over folds):", "",
+                  f"lies inside the structure, %; SEA-PEFT: mean over {_folds_played(folds)}):", "",
                   "| model | " + " | ".join(f"{s}{tag[s]}" for s in structures) + " |",
                   "|---" * (1 + len(structures)) + "|"]
         for name, rates in summary["pointing"].items():

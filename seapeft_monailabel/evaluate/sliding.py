@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ..data.transforms import eval_transforms
-from ..inference.predictor import torch_predictor
+from ..inference.predictor import Predictor, torch_predictor
 from ..inference.window import OVERLAP
 from ..metrics import dice_per_class
 
@@ -29,18 +29,25 @@ def predict_volume(network: nn.Module, image: torch.Tensor, roi_size: Sequence[i
     return torch_predictor(network, roi_size, device=device, overlap=overlap).class_map(image)
 
 
+def evaluate_predictor(predictor: Predictor, datalist: Sequence[dict], n_classes: int,
+                       spacing: Sequence[float] | None = None) -> list[list[float]]:
+    """Hard Dice per foreground class for every ``{"image", "label"}`` item (list of ``K - 1`` lists), the class
+    maps by ``predictor`` (PyTorch or OpenVINO, its window and overlap)."""
+    chain = eval_transforms(spacing)
+    results = []
+    for item in datalist:
+        data = chain(dict(item))
+        prediction = predictor.class_map(data["image"])
+        results.append(dice_per_class(prediction, data["label"][0].long(), n_classes))
+    return results
+
+
 def evaluate_volumes(network: nn.Module, datalist: Sequence[dict], roi_size: Sequence[int], n_classes: int,
                      spacing: Sequence[float] | None = None, device: str | torch.device = "cpu") -> list[list[float]]:
-    """Hard Dice per foreground class for every ``{"image", "label"}`` item (list of ``K - 1`` lists)."""
-    chain = eval_transforms(spacing)
+    """:func:`evaluate_predictor` of a PyTorch ``network`` (in eval mode meanwhile) with window ``roi_size``."""
     was_training = network.training
     network.eval()
     try:
-        results = []
-        for item in datalist:
-            data = chain(dict(item))
-            prediction = predict_volume(network, data["image"], roi_size, device=device)
-            results.append(dice_per_class(prediction, data["label"][0].long(), n_classes))
-        return results
+        return evaluate_predictor(torch_predictor(network, roi_size, device=device), datalist, n_classes, spacing)
     finally:
         network.train(was_training)
