@@ -18,7 +18,8 @@ from seapeft_monailabel.commands import bench as bench_command
 from seapeft_monailabel.data.datastore import image_path, label_path, write_subject
 from seapeft_monailabel.data.phantoms import generate
 from seapeft_monailabel.evaluate.bench import SEARCH, _jobs, applicable_methods, evaluation_predictor, run_bench
-from seapeft_monailabel.evaluate.bench_data import support_set
+from seapeft_monailabel.data.transforms import eval_transforms
+from seapeft_monailabel.evaluate.bench_data import source_phantom, support_set
 from seapeft_monailabel.evaluate.bench_presets import (
     BENCH_PRESETS,
     BenchPreset,
@@ -332,3 +333,18 @@ def test_bench_measures_with_the_openvino_model_what_pytorch_gives(weights, tmp_
     (ours,) = evaluate_predictor(predictor, items, 3)
     (torchs,) = evaluate_volumes(base.network, items, (32, 32, 32), 3)
     assert ours == pytest.approx(torchs, abs=1e-3) and max(ours) > 0
+
+
+def test_a_model_of_another_label_map_is_scored_by_relabelling_its_classes(tmp_path):
+    """The base model keeps its own head on the source volumes: its class for a seen structure is scored as the
+    task's value of that structure, its other classes as background."""
+    write_subject(tmp_path, "source_000", source_phantom("target_ct", 5, 0))
+    item = {"image": str(image_path(tmp_path, "source_000")), "label": str(label_path(tmp_path, "source_000"))}
+    truth = torch.as_tensor(eval_transforms(None)(dict(item))["label"][0]).long()
+
+    class SourceHead:  # answers in the source's values: spleen is 2 there, and a kidney (3) beside it
+        def class_map(self, image):
+            return torch.where(truth == 1, 2, 3)
+
+    assert evaluate_predictor(SourceHead(), [item], 3, relabel=[0, 0, 1, 0])[0][0] == 1.0
+    assert evaluate_predictor(SourceHead(), [item], 3)[0][0] == 0.0  # unrelabelled: no voxel of value 1

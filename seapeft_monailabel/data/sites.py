@@ -220,9 +220,9 @@ TARGET_CT = Site(
     coil_gain=0.0,
     intensity_offset=-1000.0,
     value_range=(-1024.0, 3071.0),
-    labels=_frozen({"background": 0, "spleen": 1, "gallbladder": 2}),
+    labels=_frozen({"background": 0, "spleen": 1, "stomach": 2}),
     seen=("spleen",),
-    novel=("gallbladder",),
+    novel=("stomach",),
 )
 
 #: All sites by name.

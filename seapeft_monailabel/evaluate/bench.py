@@ -83,30 +83,42 @@ def evaluation_predictor(network: torch.nn.Module, in_channels: int, roi_size, d
 
 
 def source_scores(predictor: Predictor, source: list[dict], labels: dict[str, int], seen: list[str],
-                  config) -> dict | None:
-    """Dice on the held-out source-site volumes for the ``seen`` structures (the only ones labelled there):
-    ``{structure: mean Dice, "mean": ..., "volumes": [[Dice per seen structure], ...]}``; None without
-    source volumes."""
+                  config, relabel: list[int] | None = None) -> dict | None:
+    """Dice on the held-out source-site volumes for the ``seen`` structures (the only ones labelled there, with
+    their values in ``labels``): ``{structure: mean Dice, "mean": ..., "volumes": [[Dice per seen structure],
+    ...]}``; None without source volumes. ``relabel``: see :func:`.sliding.evaluate_predictor`."""
     if not source:
         return None
     order = _labels_order(labels)
-    volumes = evaluate_predictor(predictor, source, len(labels), spacing=config.spacing)
+    volumes = evaluate_predictor(predictor, source, len(labels), spacing=config.spacing, relabel=relabel)
     rows = np.asarray([[row[order.index(s)] for s in seen] for row in volumes], dtype=float)
     return {**{s: float(rows[:, i].mean()) for i, s in enumerate(seen)}, "mean": float(rows.mean()),
             "volumes": rows.tolist()}
 
 
-def base_scores(weights: str | Path, labels: dict[str, int], test: list[dict], source: list[dict], seen: list[str],
-                config, device) -> dict:
-    """The base model's pointing game on the test volumes and its source-site Dice (a head row it lacks, the
-    novel structure's, is re-created from :func:`load_base_model`'s fixed seed)."""
-    base = load_base_model(weights, labels)
+def _frozen_network(base, device) -> torch.nn.Module:
     network = base.network.eval().to(device)
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    pointing = pointing_rates(network, base.spec.name, test, labels, config, device)
-    predictor = evaluation_predictor(network, base.spec.in_channels, fit_patch(config.patch_size, base.spec), device)
-    return {"pointing": pointing, "source_dice": source_scores(predictor, source, labels, seen, config)}
+    return network
+
+
+def base_scores(weights: str | Path, labels: dict[str, int], test: list[dict], source: list[dict], seen: list[str],
+                config, device) -> dict:
+    """The base model's pointing game on the test volumes (for the task's labels: a head row it lacks, the novel
+    structure's, is re-created from :func:`load_base_model`'s fixed seed) and its source-site Dice, with its
+    own head and labels, the seen structures scored by their task values (the base as it served the source)."""
+    base = load_base_model(weights, labels)
+    pointing = pointing_rates(_frozen_network(base, device), base.spec.name, test, labels, config, device)
+    if not source:
+        return {"pointing": pointing, "source_dice": None}
+    own = load_base_model(weights)
+    relabel = [0] * len(own.labels)
+    for name in seen:
+        relabel[own.labels[name]] = labels[name]
+    predictor = evaluation_predictor(_frozen_network(own, device), own.spec.in_channels,
+                                     fit_patch(config.patch_size, own.spec), device)
+    return {"pointing": pointing, "source_dice": source_scores(predictor, source, labels, seen, config, relabel)}
 
 
 def site_bytes(run_dir: str | Path) -> dict[str, int]:

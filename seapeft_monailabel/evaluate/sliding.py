@@ -30,14 +30,21 @@ def predict_volume(network: nn.Module, image: torch.Tensor, roi_size: Sequence[i
 
 
 def evaluate_predictor(predictor: Predictor, datalist: Sequence[dict], n_classes: int,
-                       spacing: Sequence[float] | None = None) -> list[list[float]]:
+                       spacing: Sequence[float] | None = None, relabel: Sequence[int] | None = None) -> list[list[float]]:
     """Hard Dice per foreground class for every ``{"image", "label"}`` item (list of ``K - 1`` lists), the class
-    maps by ``predictor`` (PyTorch or OpenVINO, its window and overlap)."""
+    maps by ``predictor`` (PyTorch or OpenVINO, its window and overlap).
+
+    ``relabel``: for a model of another label map, the label value each of its classes is scored as
+    (``relabel[c]`` for class ``c``; 0 for classes the labels do not have).
+    """
     chain = eval_transforms(spacing)
+    table = None if relabel is None else torch.as_tensor(list(relabel), dtype=torch.long)
     results = []
     for item in datalist:
         data = chain(dict(item))
         prediction = predictor.class_map(data["image"])
+        if table is not None:
+            prediction = table[prediction]
         results.append(dice_per_class(prediction, data["label"][0].long(), n_classes))
     return results
 
