@@ -221,7 +221,7 @@ def test_two_regimes_side_by_side(weights, tmp_path):
     results = run_bench(bench, weights, tmp_path, device="cpu", command="seapeft bench --preset tiny")
     assert list(results["regimes"]) == ["target", "target_ct"]
     ct = _regime(results, "target_ct")
-    assert ct["labels"] == {"background": 0, "spleen": 1, "gallbladder": 2} and ct["seen"] == ["spleen"]
+    assert ct["labels"] == {"background": 0, "spleen": 1, "stomach": 2} and ct["seen"] == ["spleen"]
     assert {r["test"][0] for r in ct["runs"]} == {"target_ct_003"} and set(ct["base_source_dice"]) >= {"spleen"}
     for site in ("target", "target_ct"):
         assert (tmp_path / site / "results.png").is_file() and (tmp_path / site / "runs" / "k1" / "f0" / "full").is_dir()

@@ -17,7 +17,7 @@ Site tasks (label values written to ``labels/final``)::
                 (CT-like, portal-venous contrast; used only to pretrain the base model)
     target      0 background, 1 liver (seen), 2 gallbladder (novel)
                 (MR-like, T2-weighted fat-bright contrast, Rician noise, strong bias field)
-    target_ct   0 background, 1 spleen (seen), 2 gallbladder (novel)
+    target_ct   0 background, 1 spleen (seen), 2 stomach (novel)
                 (the same modality and contrast phase from another scanner: other noise and
                 reconstruction kernel, spacing, field of view and bias; the paper's regime)
 

@@ -105,19 +105,30 @@ def _frozen_network(base, device) -> torch.nn.Module:
 
 def base_scores(weights: str | Path, labels: dict[str, int], test: list[dict], source: list[dict], seen: list[str],
                 config, device) -> dict:
-    """The base model's pointing game on the test volumes (for the task's labels: a head row it lacks, the novel
-    structure's, is re-created from :func:`load_base_model`'s fixed seed) and its source-site Dice, with its
-    own head and labels, the seen structures scored by their task values (the base as it served the source)."""
-    base = load_base_model(weights, labels)
-    pointing = pointing_rates(_frozen_network(base, device), base.spec.name, test, labels, config, device)
+    """The base model's pointing game on the test volumes and its source-site Dice.
+
+    The base answers as it served the source, with its own head: the structures it labels play the pointing
+    game as its own classes, and on the source volumes its classes of the ``seen`` structures are scored as
+    their task values. A structure it never labelled plays with a head row re-created from
+    :func:`load_base_model`'s fixed seed (in the task's network, where that row would otherwise cover the
+    seen structures too).
+    """
+    own = load_base_model(weights)
+    own_network = _frozen_network(own, device)
+    known = {name: own.labels[name] for name in labels if name != "background" and name in own.labels}
+    pointing = {}
+    if known:
+        pointing.update(pointing_rates(own_network, own.spec.name, test, {"background": 0, **known}, config, device))
+    unknown = {name: value for name, value in labels.items() if name not in known}
+    if len(unknown) > 1:
+        task = load_base_model(weights, labels)
+        pointing.update(pointing_rates(_frozen_network(task, device), task.spec.name, test, unknown, config, device))
     if not source:
         return {"pointing": pointing, "source_dice": None}
-    own = load_base_model(weights)
     relabel = [0] * len(own.labels)
     for name in seen:
         relabel[own.labels[name]] = labels[name]
-    predictor = evaluation_predictor(_frozen_network(own, device), own.spec.in_channels,
-                                     fit_patch(config.patch_size, own.spec), device)
+    predictor = evaluation_predictor(own_network, own.spec.in_channels, fit_patch(config.patch_size, own.spec), device)
     return {"pointing": pointing, "source_dice": source_scores(predictor, source, labels, seen, config, relabel)}
 
 
