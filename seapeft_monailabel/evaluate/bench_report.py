@@ -346,7 +346,7 @@ def plot(results: dict, summary: dict, png_path: str | Path) -> Path:
     axes[0].set_ylabel("test Dice x 100")
     axes[-1].legend(fontsize=8, loc="lower right")
     return save_figure(fig, f"SEA-PEFT vs fixed baselines ({results['network']['name']}, preset "
-                            f"{results['preset']['name']})", png_path, dpi=110)
+                            f"{results['preset']['name']}, {results['preset']['sites'][0]})", png_path, dpi=110)
 
 
 def write_report(results: dict, out_dir: str | Path) -> dict[str, Path]:
