@@ -202,6 +202,8 @@ def test_presets():
         BenchPreset("x", methods=(), sites=("mars",))
     with pytest.raises(ValueError, match="different sites"):
         BenchPreset("x", methods=(), sites=("target", "target"))
+    with pytest.raises(ValueError, match="pointing_folds"):
+        BenchPreset("x", methods=(), pointing_folds=0)
 
 
 def test_pointing_game_only_in_the_folds_asked():
@@ -348,3 +350,15 @@ def test_a_model_of_another_label_map_is_scored_by_relabelling_its_classes(tmp_p
 
     assert evaluate_predictor(SourceHead(), [item], 3, relabel=[0, 0, 1, 0])[0][0] == 1.0
     assert evaluate_predictor(SourceHead(), [item], 3)[0][0] == 0.0  # unrelabelled: no voxel of value 1
+
+
+def test_a_record_without_what_the_job_measures_is_run_again(tiny_bench, weights, tmp_path):
+    """A finished run is reused only when its record holds what the job asks for (here the pointing game)."""
+    out = tmp_path / "bench"
+    shutil.copytree(tiny_bench[0], out / "target")
+    record_path = out / "target" / "runs" / "k1" / "f0" / SEARCH / "record.json"
+    record = json.loads(record_path.read_text())
+    record["pointing"] = None
+    record_path.write_text(json.dumps(record))
+    again = _regime(run_bench(bench_preset("tiny", methods=(), shots=(1,)), weights, out, device="cpu"))
+    assert again["runs"][0]["pointing"] is not None and json.loads(record_path.read_text())["pointing"]

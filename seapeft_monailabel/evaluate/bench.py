@@ -211,13 +211,16 @@ def job_identity(job: dict) -> dict:
 
 
 def _finished(job: dict) -> dict | None:
-    """The record of a run that already finished with exactly this job, else None."""
+    """The record of a run that already finished with exactly this job and measured what it asks (the pointing
+    game, the source volumes), else None."""
     path = Path(job["out_dir"]) / RECORD
     if not path.is_file():
         return None
     record = json.loads(path.read_text())
-    same = record["job"] == job_identity(job)
-    return record if same and record.get("volumes") == [i["id"] for i in job["volumes"]] else None
+    same = record["job"] == job_identity(job) and record.get("volumes") == [i["id"] for i in job["volumes"]]
+    measured = ((record.get("pointing") is not None) == job["pointing"]
+                and (record.get("source_dice") is not None) == bool(job["source"]))
+    return record if same and measured else None
 
 
 def applicable_methods(methods, network_name: str) -> tuple[list[str], dict[str, str]]:

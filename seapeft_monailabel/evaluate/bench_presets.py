@@ -96,6 +96,9 @@ class BenchPreset:
                 get_site(site)
         if self.source_test < 0 or (self.data == "real" and self.source_test):
             raise ValueError(f"BenchPreset.source_test must be >= 0, and 0 for real data (got {self.source_test})")
+        if self.pointing_folds is not None and not 1 <= self.pointing_folds <= self.folds:
+            raise ValueError(f"BenchPreset.pointing_folds must be None or 1..folds={self.folds} "
+                             f"(got {self.pointing_folds})")
         for name in ("folds", "test", "workers", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchPreset.{name} must be >= 1 (got {getattr(self, name)})")

@@ -247,7 +247,7 @@ def _forgetting_lines(results: dict, summary: dict, order: list[str]) -> list[st
              "(its adapter files: units and head) against the merged model:", "",
              "| method | " + " | ".join(f"{k} shot{'s' * (k != '1')}" for k in shots)
              + " | mean over shots | vs base | KiB per site | model KiB |", "|---" * (5 + len(shots)) + "|",
-             f"| base model | " + " | ".join(f"{base['mean']:.1f}" for _ in shots) + f" | {base['mean']:.1f} | – | "
+             "| base model | " + " | ".join(f"{base['mean']:.1f}" for _ in shots) + f" | {base['mean']:.1f} | – | "
              "0 | – |"]
     for m in order:
         source = methods[m]["source"]
