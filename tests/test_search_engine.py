@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -65,13 +67,21 @@ class ScriptedAuditor(Auditor):
     def __init__(self, registry, clock, seed=0):
         super().__init__(registry, torch.zeros(1), torch.zeros(1), n_classes=3)
         self.clock = clock
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
 
-    def dice(self, names):
+    def toggle_dice(self, baseline, toggles):
         gains = dict(GAIN)
-        gains[DRIFT] = 0.01 if self.clock() < DRIFT_STEP else -0.02
-        self.evaluations += 1
-        return 0.5 + sum(gains.get(n, 0.0) for n in names) + float(self.rng.normal(0, 1e-4))
+        step = self.clock()
+        gains[DRIFT] = 0.01 if step < DRIFT_STEP else -0.02
+        sets = [baseline, *toggles]
+        self.evaluations += len(sets)
+        return {s: 0.5 + sum(gains.get(n, 0.0) for n in s) + self.noise(s, step) for s in sets}
+
+    def noise(self, names, step):
+        """The measurement noise of one set at one step: the same however often, or in whatever order, sets are
+        measured (and on every rank)."""
+        key = zlib.crc32("|".join(sorted(names)).encode()) ^ (step * 2654435761 % 2**32) ^ self.seed
+        return float(np.random.default_rng(key).normal(0, 1e-4))
 
 
 def test_planted_problem(datalist, tmp_path):

@@ -35,6 +35,9 @@ class SearchConfig:
     spacing: tuple[float, float, float] | None = None
     patches_per_step: int = 2
     audit_patches: int = 4
+    #: how the audit patches are placed: ``random`` voxels of each class, or ``centred`` on each class first
+    #: (see search/patches.audit_patches)
+    audit_windows: str = "random"
     saliency_batches: int = 2
     lr: float = 1e-3
     adapter_lr_scale: float = 10.0
@@ -84,6 +87,8 @@ class SearchConfig:
         if self.selection_volume_ratio and self.selection_volume_ratio <= 1:
             raise ValueError(f"SearchConfig.selection_volume_ratio must be 0 (off) or > 1 "
                              f"(got {self.selection_volume_ratio})")
+        if self.audit_windows not in ("random", "centred"):
+            raise ValueError(f"SearchConfig.audit_windows must be 'random' or 'centred' (got {self.audit_windows!r})")
         if len(self.patch_size) != 3:
             raise ValueError(f"SearchConfig.patch_size must have 3 values (got {self.patch_size})")
 

@@ -173,7 +173,8 @@ def run_fixed(datalist: Sequence[dict], network: nn.Module, *, method: str, spec
     refine_stream = iter(PatchStream(items, config.patch_size, config.patches_per_step, config.seed + 1,
                                      config.spacing))
     auditor = Auditor(registry, *audit_patches(selection, config.patch_size, config.audit_patches, len(labels),
-                                               config.seed, config.spacing), len(labels), device=device)
+                                               config.seed, config.spacing, config.audit_windows), len(labels),
+                      device=device)
     with staged_folder(out_dir) as staging:
         events = EventLog(staging / "events.jsonl")
         try:

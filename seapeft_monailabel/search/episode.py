@@ -127,7 +127,7 @@ class SearchEpisode:
         self.budget = config.resolve_budget(registry.backbone_parameters)
         if auditor is None:
             images, labels = audit_patches(audit_item, config.patch_size, config.audit_patches, n_classes, config.seed,
-                                           config.spacing)
+                                           config.spacing, config.audit_windows)
             auditor = Auditor(registry, images, labels, n_classes, device=device, ctx=ctx)
         self.auditor = auditor
         self.trainer = UnitTrainer(registry, config.lr, config.warmup_steps, config.weight_decay,
@@ -225,6 +225,7 @@ class SearchEpisode:
             return on, selected, measured
 
         on, selected, measured = self._decide(choose)
+        before = self.auditor.evaluations
         baseline, deltas = self.auditor.audit(measured, on)
         if not self.ctx.is_main:
             return
@@ -235,7 +236,7 @@ class SearchEpisode:
                              "uncertainty": self.estimator.uncertainty(name)}
         self.sampler.record(selected)
         self.events.write("audit", step=step, baseline_dice=baseline, on=on, units=samples,
-                          selected=len(selected), measured=len(measured))
+                          selected=len(selected), measured=len(measured), sets=self.auditor.evaluations - before)
         self.events.write("coverage", step=step, **self.sampler.coverage())
 
     def _allocate(self, step: int) -> str | None:

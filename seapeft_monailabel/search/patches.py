@@ -48,23 +48,47 @@ class PatchStream:
 
 
 def audit_patches(item: dict, patch_size: Sequence[int], n_patches: int, n_classes: int, seed: int,
-                  spacing: Sequence[float] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  spacing: Sequence[float] | None = None, windows: str = "random") -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed audit set: ``n_patches`` patches of the held-out volume, each centred on a foreground class.
 
-    Classes take turns as patch centres, so every structure is audited. Returns images and labels
+    Classes take turns as patch centres, so every structure is audited. With ``windows="random"`` each
+    patch is centred on a random voxel of its class; with ``"centred"`` the first patch of each class is
+    centred on the class's centre of mass (shifted inside the volume), so a structure smaller than the patch
+    lies whole in it, and the patches beyond one per class are random as before. Returns images and labels
     ``(n_patches, 1, *patch_size)``.
     """
+    if windows not in AUDIT_WINDOWS:
+        raise ValueError(f"audit windows must be one of {', '.join(AUDIT_WINDOWS)} (got {windows!r})")
+    pad = SpatialPadd(keys=["image", "label"], spatial_size=tuple(patch_size))
     chain = Compose(deterministic_transforms(spacing) + [
-        SpatialPadd(keys=["image", "label"], spatial_size=tuple(patch_size)),
+        pad,
         RandCropByLabelClassesd(keys=["image", "label"], label_key="label", spatial_size=tuple(patch_size),
                                 num_classes=n_classes, ratios=[0] + [1] * (n_classes - 1), num_samples=n_patches,
                                 warn=False),
         EnsureTyped(keys=["image", "label"], dtype=torch.float32, track_meta=False),
     ])
     chain.set_random_state(seed=seed)
-    patches = chain(dict(item))
-    images = torch.stack([p["image"] for p in patches])
-    labels = torch.stack([p["label"] for p in patches])
+    patches = [(p["image"], p["label"]) for p in chain(dict(item))]
+    if windows == "centred":
+        volume = Compose(deterministic_transforms(spacing) + [pad])(dict(item))
+        label = _plain(volume["label"])
+        present = [c for c in range(1, n_classes) if bool((label == c).any())][:n_patches]
+        patches[:len(present)] = [_window(volume, torch.nonzero(label[0] == c).float().mean(0), patch_size)
+                                  for c in present]
+    images = torch.stack([i for i, _ in patches])
+    labels = torch.stack([lab for _, lab in patches])
     if labels.max() < 1:
         raise ValueError(f"{item.get('label')}: the audit volume's label holds no foreground")
     return images, labels
+
+
+AUDIT_WINDOWS = ("random", "centred")
+
+
+def _window(volume: dict, centre: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``patch_size`` window of ``volume`` (image and label ``(1, *shape)``) around ``centre`` (voxel
+    coordinates), shifted to lie inside the volume."""
+    shape = volume["label"].shape[1:]
+    start = [min(max(int(round(float(c))) - p // 2, 0), n - p) for c, p, n in zip(centre, patch_size, shape)]
+    box = (slice(None),) + tuple(slice(s, s + p) for s, p in zip(start, patch_size))
+    return _plain(volume["image"])[box].float(), _plain(volume["label"])[box].float()
