@@ -35,3 +35,27 @@ def test_the_printed_split_names_every_stage_and_the_rest():
     line = Overhead(100.0, 80.0, 300, split).split_line()
     assert line.startswith("train 50.0 s (50 %), prior 0.0 s (0 %), audit 20.0 s (20 %)")
     assert line.endswith("other 10.0 s (10 %)")
+
+
+def test_the_audit_line_gives_the_cost_of_one_set():
+    split = {"train": 50.0, "prior": 0.0, "audit": 20.0, "allocate": 1.0, "evaluate": 9.0, "refine": 10.0}
+    assert Overhead(100.0, 80.0, 300, split, audits=10, audit_sets=250).audit_line() == (
+        "10 audits measured 250 unit sets (80 ms a set)")
+
+
+def test_overhead_runs_both_on_equal_steps_and_counts_the_audits():
+    from seapeft_monailabel.data.datastore import make_datalist
+    from seapeft_monailabel.evaluate.overhead import measure_overhead
+    from seapeft_monailabel.models import load_base_model
+    from seapeft_monailabel.search import preset
+
+    def make_model():
+        base = load_base_model("sample-data/base_model/model.pt")
+        return base.network, base.spec, base.head_names
+
+    labels = load_base_model("sample-data/base_model/model.pt").labels
+    config = preset("tiny", max_steps=8, refine_steps=2, selection_volume_ratio=0)
+    result = measure_overhead(make_datalist("sample-data")[:2], make_model, labels, config)
+    assert result.steps >= 8 and result.lora_seconds > 0
+    assert sum(result.split.values()) <= result.search_seconds
+    assert result.audits == 8 // config.audit_every and result.audit_sets > result.audits  # a baseline and toggles

@@ -22,6 +22,8 @@ class Overhead:
     steps: int
     split: dict[str, float] = field(default_factory=dict)
     selection_dice: tuple[float, float] = (0.0, 0.0)  # search, LoRA: soft Dice on the selection patches
+    audits: int = 0  # the search's audits
+    audit_sets: int = 0  # unit sets they measured, the baselines included (one forward of the audit patches each)
 
     @property
     def ratio(self) -> float:
@@ -31,6 +33,11 @@ class Overhead:
         """``train 350.1 s (43 %), audit ...``: the stages, and what lies outside them (setup, writing)."""
         parts = dict(self.split, other=self.search_seconds - sum(self.split.values()))
         return ", ".join(f"{k} {v:.1f} s ({100 * v / self.search_seconds:.0f} %)" for k, v in parts.items())
+
+    def audit_line(self) -> str:
+        """``24 audits measured 336 unit sets (81 ms a set)``."""
+        per_set = 1000 * self.split.get("audit", 0.0) / self.audit_sets if self.audit_sets else float("nan")
+        return f"{self.audits} audits measured {self.audit_sets} unit sets ({per_set:.0f} ms a set)"
 
 
 def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dict[str, int],
@@ -42,7 +49,9 @@ def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dic
         search = run_search(datalist, network, spec=spec, head_names=heads, labels=labels, config=config,
                             out_dir=f"{tmp}/search")
         search_seconds = time.perf_counter() - started
-        split = stage_split(read_events(f"{tmp}/search/events.jsonl"))
+        events = read_events(f"{tmp}/search/events.jsonl")
+        split = stage_split(events)
+        audits = [e for e in events if e["event"] == "audit"]
         same = config.with_(max_steps=search.search_steps, refine_steps=search.refine_steps, refine_patience=10**9)
         network, spec, heads = make_model()
         started = time.perf_counter()
@@ -51,4 +60,5 @@ def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dic
         lora_seconds = time.perf_counter() - started
     if lora.steps != search.steps:
         raise RuntimeError(f"step counts differ: search {search.steps}, lora {lora.steps}")
-    return Overhead(search_seconds, lora_seconds, search.steps, split, (search.selection_dice, lora.selection_dice))
+    return Overhead(search_seconds, lora_seconds, search.steps, split, (search.selection_dice, lora.selection_dice),
+                    len(audits), sum(e["sets"] for e in audits))
