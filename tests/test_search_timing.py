@@ -39,8 +39,10 @@ def test_the_printed_split_names_every_stage_and_the_rest():
 
 def test_the_audit_line_gives_the_cost_of_one_set():
     split = {"train": 50.0, "prior": 0.0, "audit": 20.0, "allocate": 1.0, "evaluate": 9.0, "refine": 10.0}
-    assert Overhead(100.0, 80.0, 300, split, audits=10, audit_sets=250).audit_line() == (
-        "10 audits measured 250 unit sets (80 ms a set)")
+    overhead = Overhead(100.0, 80.0, 300, split, warmup_steps=20, audits=10, audit_sets=250)
+    assert overhead.audit_line() == "10 audits measured 250 unit sets (80 ms a set)"
+    assert overhead.step_line() == ("the search's training steps 188 ms each (train and refine stages); LoRA's run "
+                                    "267 ms a step (all included)")
 
 
 def test_overhead_runs_both_on_equal_steps_and_counts_the_audits():

@@ -34,6 +34,7 @@ def run(args) -> int:
           f"{result.lora_seconds:.1f} s; audit overhead ratio {result.ratio:.2f}x")
     print(f"search split: {result.split_line()}")
     print(f"audit: {result.audit_line()}")
+    print(f"steps: {result.step_line()}")
     print(f"selection Dice (soft, selection patches): SEA-PEFT {result.selection_dice[0]:.4f}, "
           f"LoRA {result.selection_dice[1]:.4f}")
     return 0

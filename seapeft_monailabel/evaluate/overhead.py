@@ -22,6 +22,7 @@ class Overhead:
     steps: int
     split: dict[str, float] = field(default_factory=dict)
     selection_dice: tuple[float, float] = (0.0, 0.0)  # search, LoRA: soft Dice on the selection patches
+    warmup_steps: int = 0  # the search's head warm-up steps, in its train stage beside the search steps
     audits: int = 0  # the search's audits
     audit_sets: int = 0  # unit sets they measured, the baselines included (one forward of the audit patches each)
 
@@ -33,6 +34,14 @@ class Overhead:
         """``train 350.1 s (43 %), audit ...``: the stages, and what lies outside them (setup, writing)."""
         parts = dict(self.split, other=self.search_seconds - sum(self.split.values()))
         return ", ".join(f"{k} {v:.1f} s ({100 * v / self.search_seconds:.0f} %)" for k, v in parts.items())
+
+    def step_line(self) -> str:
+        """``the search's training steps 128 ms each (train and refine stages); LoRA's run 106 ms a step (all
+        included)``: what the searched units cost to train, the floor of the ratio however cheap the audits."""
+        steps = self.steps + self.warmup_steps
+        per_step = 1000 * (self.split.get("train", 0.0) + self.split.get("refine", 0.0)) / steps
+        return (f"the search's training steps {per_step:.0f} ms each (train and refine stages); LoRA's run "
+                f"{1000 * self.lora_seconds / self.steps:.0f} ms a step (all included)")
 
     def audit_line(self) -> str:
         """``24 audits measured 336 unit sets (81 ms a set)``."""
@@ -61,4 +70,4 @@ def measure_overhead(datalist: Sequence[dict], make_model: Callable, labels: dic
     if lora.steps != search.steps:
         raise RuntimeError(f"step counts differ: search {search.steps}, lora {lora.steps}")
     return Overhead(search_seconds, lora_seconds, search.steps, split, (search.selection_dice, lora.selection_dice),
-                    len(audits), sum(e["sets"] for e in audits))
+                    config.warmup_steps, len(audits), sum(e["sets"] for e in audits))
