@@ -119,3 +119,29 @@ def test_centred_windows_hold_each_small_structure_whole():
     assert int((labels[0] == 1).sum()) >= int((random_labels[0] == 1).sum())
     with pytest.raises(ValueError, match="audit windows must be one of random, centred"):
         audit_patches(item, (48, 48, 48), 2, small + 1, seed=0, windows="best")
+
+
+@torch.no_grad()
+def test_toggled_forward_equals_a_full_forward_on_swinunetr():
+    """The paper's backbone: Swin blocks (attention, windows, a module called once per block) and its CNN path."""
+    from monai.networks.nets import SwinUNETR
+
+    torch.manual_seed(0)
+    network = SwinUNETR(in_channels=1, out_channels=3, feature_size=12, spatial_dims=3).eval()
+    registry = UnitRegistry(network, "swinunetr", ["out.conv.conv"])
+    generator = torch.Generator().manual_seed(3)
+    for unit in registry:
+        for p in unit.trainable_parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=generator))
+    x = torch.randn(1, 1, 32, 32, 32, generator=generator)
+    sites = sorted({u.site for u in registry})[::7]  # a spread of the library's sites, encoder to decoder
+    on = [registry.groups()[g][0] for g in sorted(registry.groups())][::3]
+    cache = PrefixCache(network)
+    with registry.gates(on):
+        cache.record(x, sites)
+    for site in sites:
+        here = [n for n in registry.units if registry.unit(n).site == site]
+        changed = [n for n in on if n not in here] + ([] if set(here) & set(on) else here[:1])
+        with registry.gates(changed):
+            assert torch.equal(registry.network(x), cache.toggled(x, site)), site
+    assert any(cache.cut(site) for site in sites)  # something is reused

@@ -3,8 +3,8 @@
 An audit compares the network with the current gates against the same gates with one site changed
 (a unit off, or a sibling level in its place). Every module that finished computing before that
 site's host started has the same input and weights in both forwards, so its output is the same: the
-toggled forward can take it from the baseline forward instead of recomputing it. For a unit deep in
-a UNet that skips the full-resolution encoder level, the most expensive part of the network.
+toggled forward can take it from the baseline forward instead of recomputing it: for a unit deep in a
+UNet, the encoder levels before it (the layers after it, the full-resolution head included, always run).
 
 :class:`PrefixCache` records, during the baseline forward of one batch, the outputs of the modules
 that finish before each host of interest starts; :meth:`PrefixCache.toggled` then runs the network
