@@ -40,14 +40,10 @@ descending uncertainty, then descending debt, then name. The sampler is determin
 Measurable units only (``measurable_only=True``, what the search uses). A unit that has never been
 trained is exactly zero, so auditing it measures nothing; covering it only spends audit slots (in a
 short search most slots went to such units). With this option the rotation holds only the units passed
-as ``trained``: a unit enters it, with debt 0, when it is first trained, and forcing and the shortfall
-fill look at these units only. The sample size follows the rotation: ``N`` above is the number of
-measurable units, so the fraction is a fraction of the units an audit can measure (of a 70-unit library
-a search trains 30 to 40, and 20 % of the whole library was 13 units, a third of them, every audit);
-``k`` never shrinks, since the rotation only grows. The bound holds for them, from the audit they enter:
-a unit entering with debt 0 has deadline ``H`` and only adds one to ``n_H``, which stays
-``<= N <= k H`` with the grown ``k``, and a larger ``k`` only loosens ``n_j <= k j``; the induction above
-is otherwise unchanged.
+as ``trained``: a unit enters it, with debt 0, when it is first trained, forcing and the shortfall fill
+look at these units only, and a sample may hold fewer than ``k`` units while fewer are measurable. The
+bound holds for them, from the audit they enter: a unit entering with debt 0 has deadline ``H`` and only
+adds one to ``n_H``, which stays ``<= N <= k H``; the induction above is otherwise unchanged.
 """
 
 from __future__ import annotations
@@ -78,16 +74,13 @@ class AuditSampler:
         self.fraction = fraction
         self.on_share = on_share
         self.measurable_only = measurable_only
-        self._pool: set[str] = set() if measurable_only else set(self.names)
-        self.k = self._size(len(self._pool))
+        self._pool: set[str] = set(self.names)
+        n = len(self.names)
+        self.k = min(n, max(math.floor(fraction * n + 0.5), math.ceil(n / horizon)))
         self._debt = {name: 0 for name in self.names}
         self._count = {name: 0 for name in self.names}
         self._max_gap = {name: 0 for name in self.names}
         self.audits = 0
-
-    def _size(self, n: int) -> int:
-        """``k`` for a rotation of ``n`` units: ``max(floor(fraction * n + 1/2), ceil(n / H))``, at most ``n``."""
-        return min(n, max(math.floor(self.fraction * n + 0.5), math.ceil(n / self.horizon)))
 
     def debt(self, name: str) -> int:
         """Audits since ``name`` was last audited."""
@@ -118,8 +111,7 @@ class AuditSampler:
                 ``measurable_only`` they are the only units sampled).
         """
         if self.measurable_only:
-            self._pool |= set(trained) & set(self._debt)
-            self.k = max(self.k, self._size(len(self._pool)))
+            self._pool = set(trained) & set(self._debt)
         chosen = self.forced()
         taken = set(chosen)
         free = self.k - len(chosen)
