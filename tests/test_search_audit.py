@@ -133,8 +133,8 @@ def test_toggled_forward_equals_a_full_forward_on_swinunetr():
     for unit in registry:
         for p in unit.trainable_parameters():
             p.add_(0.05 * torch.randn(p.shape, generator=generator))
-    x = torch.randn(1, 1, 32, 32, 32, generator=generator)
-    sites = sorted({u.site for u in registry})[::7]  # a spread of the library's sites, encoder to decoder
+    x = torch.randn(1, 1, 64, 64, 64, generator=generator)
+    sites = sorted({u.site for u in registry})[::14]  # a spread of the library's sites, encoder to decoder
     on = [registry.groups()[g][0] for g in sorted(registry.groups())][::3]
     cache = PrefixCache(network)
     with registry.gates(on):

@@ -11,7 +11,9 @@ that finish before each host of interest starts; :meth:`PrefixCache.toggled` the
 with those modules answering from the record. The network runs in eval mode with deterministic
 control flow (no module's call order depends on the gates outside the hosts), so the toggled output
 equals a full forward's (tested). Modules inside a host (its base module, its units) are never
-cached, nor any module called more than once per forward.
+cached, nor any module called more than once per forward, nor an output that a later operation of the
+baseline forward writes into in place (MONAI's blocks use in-place activations); a host inside another
+host reuses what precedes the outer one.
 """
 
 from __future__ import annotations
@@ -72,34 +74,43 @@ class PrefixCache:
         return cuts
 
     def cut(self, host: str) -> list[str]:
-        """The modules answered from the record when only ``host`` differs from the baseline."""
+        """The modules answered from the record when only ``host`` differs from the baseline.
+
+        A host inside another one (a site within a block that a block unit wraps) changes what the outer
+        host computes, so it reuses what precedes the outer host."""
         if self._cuts is None:
             raise RuntimeError("PrefixCache.record must run before cut")
-        return self._cuts[host]
+        outer = next((h for h in self._cuts if host == h or host.startswith(h + ".")), None)
+        if outer is None:
+            raise KeyError(f"PrefixCache: '{host}' is not a unit host of the network")
+        return self._cuts[outer]
 
     def record(self, x: torch.Tensor, hosts: Iterable[str]) -> torch.Tensor:
         """Baseline forward of ``x`` ``(B, C, *patch)``, keeping the outputs the toggles of ``hosts`` reuse."""
         if self._cuts is None:
             self._cuts = self._trace(x)
-        wanted = {n for h in hosts for n in self._cuts[h]}
-        self._outputs = {}
-        handles = [self._modules[n].register_forward_hook(lambda _m, _a, out, n=n: self._keep(n, out)) for n in wanted]
+        wanted = {n for h in hosts for n in self.cut(h)}
+        kept = {}  # name -> (output, the versions of its tensors when the module returned it)
+        handles = [self._modules[n].register_forward_hook(
+            lambda _m, _a, out, n=n: kept.__setitem__(n, (out, _versions(out)))) for n in wanted]
         try:
-            return self.network(x)
+            y = self.network(x)
         finally:
             for handle in handles:
                 handle.remove()
-
-    def _keep(self, name: str, output) -> None:
-        version = output._version if isinstance(output, torch.Tensor) else None
-        self._outputs[name] = (output, version)
+        # an output a later operation wrote into in place (MONAI's blocks apply in-place activations and sums)
+        # is not what the module returned: that module is recomputed; so is one whose output holds no tensors
+        self._outputs = {n: (out, versions) for n, (out, versions) in kept.items()
+                         if versions is not None and _versions(out) == versions}
+        return y
 
     @contextmanager
     def _answering(self, names: list[str]) -> Iterator[None]:
-        """Inside the block the named modules return their recorded outputs without computing."""
+        """Inside the block the named modules that have a usable record return it without computing."""
+        names = [n for n in names if n in self._outputs]
         for n in names:
-            output, version = self._outputs[n]
-            if version is not None and output._version != version:  # a later operation wrote into it in place
+            output, versions = self._outputs[n]
+            if _versions(output) != versions:  # written into in place since the record
                 raise RuntimeError(f"PrefixCache: the recorded output of '{n}' was modified in place")
             self._modules[n].forward = lambda *_a, _out=output, **_k: _out
         try:
@@ -112,3 +123,12 @@ class PrefixCache:
         """Forward of the batch last recorded, under the current gates, which differ from it only at ``host``."""
         with self._answering(self.cut(host)):
             return self.network(x)
+
+
+def _versions(output) -> tuple[int, ...] | None:
+    """The in-place write counters of a module output (a tensor, or a tuple or list of tensors); None for
+    anything else (it cannot be checked, so it is not reused)."""
+    tensors = [output] if isinstance(output, torch.Tensor) else list(output) if isinstance(output, (tuple, list)) else []
+    if not tensors or not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    return tuple(t._version for t in tensors)
