@@ -6,7 +6,10 @@ import time
 
 import pytest
 
-from seapeft_monailabel.evaluate.overhead import Overhead
+from seapeft_monailabel.data.datastore import make_datalist
+from seapeft_monailabel.evaluate.overhead import Overhead, measure_overhead
+from seapeft_monailabel.models import load_base_model
+from seapeft_monailabel.search import preset
 from seapeft_monailabel.search.timing import STAGES, StageClock, stage_split
 
 
@@ -46,11 +49,6 @@ def test_the_audit_line_gives_the_cost_of_one_set():
 
 
 def test_overhead_runs_both_on_equal_steps_and_counts_the_audits():
-    from seapeft_monailabel.data.datastore import make_datalist
-    from seapeft_monailabel.evaluate.overhead import measure_overhead
-    from seapeft_monailabel.models import load_base_model
-    from seapeft_monailabel.search import preset
-
     def make_model():
         base = load_base_model("sample-data/base_model/model.pt")
         return base.network, base.spec, base.head_names

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 
+#: how audit patches can be placed (see search/patches.audit_patches)
+AUDIT_WINDOWS = ("random", "centred")
+
 
 @dataclass(frozen=True)
 class SearchConfig:
@@ -87,8 +90,9 @@ class SearchConfig:
         if self.selection_volume_ratio and self.selection_volume_ratio <= 1:
             raise ValueError(f"SearchConfig.selection_volume_ratio must be 0 (off) or > 1 "
                              f"(got {self.selection_volume_ratio})")
-        if self.audit_windows not in ("random", "centred"):
-            raise ValueError(f"SearchConfig.audit_windows must be 'random' or 'centred' (got {self.audit_windows!r})")
+        if self.audit_windows not in AUDIT_WINDOWS:
+            raise ValueError(f"SearchConfig.audit_windows must be one of {', '.join(AUDIT_WINDOWS)} "
+                             f"(got {self.audit_windows!r})")
         if len(self.patch_size) != 3:
             raise ValueError(f"SearchConfig.patch_size must have 3 values (got {self.patch_size})")
 

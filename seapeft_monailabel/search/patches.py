@@ -9,6 +9,7 @@ from monai.data import CacheDataset, DataLoader, list_data_collate
 from monai.transforms import Compose, EnsureTyped, RandCropByLabelClassesd, SpatialPadd
 
 from ..data.transforms import deterministic_transforms, train_transforms
+from .config import AUDIT_WINDOWS
 
 
 def _plain(tensor: torch.Tensor) -> torch.Tensor:
@@ -59,18 +60,17 @@ def audit_patches(item: dict, patch_size: Sequence[int], n_patches: int, n_class
     """
     if windows not in AUDIT_WINDOWS:
         raise ValueError(f"audit windows must be one of {', '.join(AUDIT_WINDOWS)} (got {windows!r})")
-    pad = SpatialPadd(keys=["image", "label"], spatial_size=tuple(patch_size))
-    chain = Compose(deterministic_transforms(spacing) + [
-        pad,
+    volume = Compose(deterministic_transforms(spacing) + [
+        SpatialPadd(keys=["image", "label"], spatial_size=tuple(patch_size))])(dict(item))
+    crops = Compose([
         RandCropByLabelClassesd(keys=["image", "label"], label_key="label", spatial_size=tuple(patch_size),
                                 num_classes=n_classes, ratios=[0] + [1] * (n_classes - 1), num_samples=n_patches,
                                 warn=False),
         EnsureTyped(keys=["image", "label"], dtype=torch.float32, track_meta=False),
     ])
-    chain.set_random_state(seed=seed)
-    patches = [(p["image"], p["label"]) for p in chain(dict(item))]
+    crops.set_random_state(seed=seed)
+    patches = [(p["image"], p["label"]) for p in crops(volume)]
     if windows == "centred":
-        volume = Compose(deterministic_transforms(spacing) + [pad])(dict(item))
         label = _plain(volume["label"])
         present = [c for c in range(1, n_classes) if bool((label == c).any())][:n_patches]
         patches[:len(present)] = [_window(volume, torch.nonzero(label[0] == c).float().mean(0), patch_size)
@@ -80,9 +80,6 @@ def audit_patches(item: dict, patch_size: Sequence[int], n_patches: int, n_class
     if labels.max() < 1:
         raise ValueError(f"{item.get('label')}: the audit volume's label holds no foreground")
     return images, labels
-
-
-AUDIT_WINDOWS = ("random", "centred")
 
 
 def _window(volume: dict, centre: torch.Tensor, patch_size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
